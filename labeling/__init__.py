@@ -1,0 +1,1 @@
+"""Labeling stage of the semclip pipeline."""

@@ -1,0 +1,1 @@
+"""Models: the relevance scorer, the selector and the offline tiny-model builders."""

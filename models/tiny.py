@@ -1,0 +1,264 @@
+"""Tiny random LLaVA and CLIP checkpoints, built fully offline and deterministically from a seed.
+
+They are saved with ``save_pretrained`` and reload with ``AutoModelForImageTextToText`` /
+``CLIPModel`` / ``AutoProcessor.from_pretrained(folder)`` exactly as real checkpoints do, so the
+demo and the tests exercise the real loading paths without a hub.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from semclip.data.prompts import LETTERS
+from semclip.data.synthetic import COLORS, SHAPES
+
+#: The LLaVA-1.5 chat form: ``USER: <image>\n<image>\n{text} ASSISTANT:`` (images first).
+LLAVA15_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}"
+    "{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' ' }}"
+    "{% endfor %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+def _corpus() -> list[str]:
+    """Text the tiny tokenizers learn merges from: the prompt template and the synthetic words."""
+    words = [*SHAPES, *COLORS, *LETTERS, *(f"{c}." for c in LETTERS)]
+    lines = [
+        "USER: ASSISTANT: Context: What color is the shape?",
+        "Answer with the option's letter from the given choices directly.",
+        "Which of these states is farthest north? Select the best answer.",
+        "the a an of in on is are which what where how many picture image question",
+        " ".join(words),
+    ]
+    lines += [f"What color is the {shape}? {' '.join(COLORS)}" for shape in SHAPES]
+    return lines * 4
+
+
+@dataclass
+class TinyLlavaConfig:
+    """Shape of the tiny random LLaVA."""
+
+    image_size: int = 32
+    """Vision tower input side, in pixels."""
+    patch_size: int = 8
+    """Vision patch side; (image_size / patch_size)^2 tokens per image."""
+    hidden_size: int = 64
+    """Language-model width."""
+    vision_hidden_size: int = 32
+    """Vision-tower width."""
+    num_layers: int = 2
+    """Layers in each tower."""
+    vocab_size: int = 512
+    """BPE vocabulary size (special tokens included)."""
+    seed: int = 0
+    """Seed for the random weights."""
+
+
+def _byte_level_bpe(vocab_size: int, special: list[str]):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
+    )
+    return tok
+
+
+def build_tiny_llava(out_dir: str | Path, config: TinyLlavaConfig | None = None) -> Path:
+    """Create, save and return the folder of a tiny random ``LlavaForConditionalGeneration``."""
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    config = config or TinyLlavaConfig()
+    out = Path(out_dir)
+    raw = _byte_level_bpe(config.vocab_size, ["<pad>", "<s>", "</s>", "<image>"])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+        padding_side="left",
+    )
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": config.image_size},
+        crop_size={"height": config.image_size, "width": config.image_size},
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=config.patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA15_CHAT_TEMPLATE,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=config.vision_hidden_size,
+        intermediate_size=config.vision_hidden_size * 2,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=4,
+        image_size=config.image_size,
+        patch_size=config.patch_size,
+        projection_dim=config.vision_hidden_size,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.hidden_size * 2,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    llava_config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(config.seed)
+    model = LlavaForConditionalGeneration(llava_config).eval()
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+@dataclass
+class TinyClipConfig:
+    """Shape of the tiny random CLIP."""
+
+    image_size: int = 32
+    """Vision input side, in pixels."""
+    patch_size: int = 8
+    """Vision patch side."""
+    hidden_size: int = 64
+    """Width of both towers."""
+    projection_dim: int = 64
+    """Shared embedding width."""
+    num_layers: int = 2
+    """Layers in each tower."""
+    vocab_size: int = 1024
+    """BPE vocabulary size (special tokens included)."""
+    seed: int = 0
+    """Seed for the random weights."""
+
+
+def _clip_vocab(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A CLIP-format BPE (byte-level symbols, ``</w>`` word ends) learned from the corpus."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Whitespace(), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|startoftext|>", "<|endoftext|>"],
+        initial_alphabet=alphabet,
+        end_of_word_suffix="</w>",
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    state = json.loads(tok.to_str())["model"]
+    vocab: dict[str, int] = dict(state["vocab"])
+    # CLIP's tokenizer expects every byte symbol also as a word end.
+    for symbol in sorted(alphabet):
+        vocab.setdefault(symbol, len(vocab))
+        vocab.setdefault(symbol + "</w>", len(vocab))
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
+    return vocab, merges
+
+
+def build_tiny_clip(out_dir: str | Path, config: TinyClipConfig | None = None) -> Path:
+    """Create, save and return the folder of a tiny random ``CLIPModel`` with its processor."""
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessorPil,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTextConfig,
+        CLIPTokenizer,
+        CLIPVisionConfig,
+    )
+
+    config = config or TinyClipConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab, merges = _clip_vocab(config.vocab_size)
+    (out / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    merge_lines = ["#version: 0.2", *(f"{a} {b}" for a, b in merges)]
+    (out / "merges.txt").write_text("\n".join(merge_lines) + "\n", encoding="utf-8")
+    tokenizer = CLIPTokenizer.from_pretrained(out)
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": config.image_size},
+        crop_size={"height": config.image_size, "width": config.image_size},
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+    )
+    processor = CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    common = dict(
+        hidden_size=config.hidden_size,
+        intermediate_size=config.hidden_size * 2,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=4,
+        projection_dim=config.projection_dim,
+    )
+    clip_config = CLIPConfig(
+        text_config=CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **common,
+        ).to_dict(),
+        vision_config=CLIPVisionConfig(
+            image_size=config.image_size, patch_size=config.patch_size, **common
+        ).to_dict(),
+        projection_dim=config.projection_dim,
+    )
+    torch.manual_seed(config.seed)
+    model = CLIPModel(clip_config).eval()
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

@@ -1,0 +1,42 @@
+"""Shared test world: offline hub settings, tiny models and the synthetic set (session-scoped)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Set before transformers / huggingface_hub are imported anywhere: they read these at import.
+_HF_HOME = tempfile.mkdtemp(prefix="semclip-hf-")
+os.environ.setdefault("HF_HOME", _HF_HOME)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_dir(tmp_path_factory) -> str:
+    from semclip.models.tiny import build_tiny_llava
+
+    return str(build_tiny_llava(tmp_path_factory.mktemp("tiny-llava")))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> str:
+    from semclip.models.tiny import build_tiny_clip
+
+    return str(build_tiny_clip(tmp_path_factory.mktemp("tiny-clip")))
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> str:
+    from semclip.data.synthetic import SyntheticConfig, save_synthetic
+
+    out = tmp_path_factory.mktemp("synthetic") / "set"
+    save_synthetic(str(out), SyntheticConfig(grid=2, image_size=96), {"train": 24, "test": 12})
+    return str(out)
