@@ -23,8 +23,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DATASET = "derek-thomas/ScienceQA"
 REQUIRED_FIELDS = ("image", "question", "choices", "answer", "hint")
-#: Optional metadata copied through to records when present.
-META_FIELDS = ("subject", "topic", "category", "skill", "grade", "task", "lecture", "solution")
 
 
 class MissingFieldsError(ValueError):
@@ -44,6 +42,7 @@ class QARecord:
     answer: int
     hint: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    """Every other column of the row (subject, grade, ground truth of the synthetic set, ...)."""
 
 
 def question_id(split: str, row: int, question: str, choices: Sequence[str]) -> str:
@@ -116,8 +115,7 @@ def iter_records(
     ds: datasets.Dataset, split: str, skipped: Counter[str] | None = None
 ) -> Iterator[QARecord]:
     """Yield the questions that have an image; count the others in ``skipped`` by reason."""
-    columns = set(ds.column_names)
-    meta_cols = [c for c in META_FIELDS if c in columns]
+    meta_cols = [c for c in ds.column_names if c not in REQUIRED_FIELDS]
     for row, example in enumerate(ds):
         if example["image"] is None:
             if skipped is not None:

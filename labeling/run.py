@@ -1,0 +1,256 @@
+"""The labeling job: plan what is left, score it on Lightning's ``Trainer.predict``, write shards.
+
+Scale comes from Lightning: ``--devices`` / ``--num-nodes`` / ``--strategy`` run one process per
+device, each labelling a disjoint slice (no sampler padding, so no duplicate predictions) and
+writing its own shards; ``--num-shards`` / ``--shard-index`` split the work across a job array.
+Resume: questions already recorded under the same resume key are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from semclip.data.labels import (
+    LabelSetInfo,
+    ShardWriter,
+    done_qids,
+    read_info,
+    read_labels,
+    remove_shards,
+    summarize,
+    write_info,
+)
+from semclip.data.scienceqa import QARecord, load_qa_dataset, records_with_images
+from semclip.labeling.config import LabelConfig
+from semclip.labeling.evaluator import Evaluator, LabelItem, Skip, label_row, prepare_item, skip_row
+from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig, provenance_for
+from semclip.labeling.simulated import SimulatedConfig, SimulatedEvaluator
+
+logger = logging.getLogger(__name__)
+
+
+def hf_config(config: LabelConfig, device: str | None = None) -> HFEvaluatorConfig:
+    return HFEvaluatorConfig(
+        model=config.model,
+        revision=config.revision,
+        dtype=config.dtype,
+        device=device,
+        mode=config.mode,
+        prefix_sharing=config.prefix_sharing,
+        max_rows=config.max_rows,
+        prompt_format=config.prompt_format,
+        trust_remote_code=config.trust_remote_code,
+        template=config.template,
+    )
+
+
+def build_evaluator(config: LabelConfig, device: str | None = None) -> Evaluator:
+    """The evaluator named by ``config.evaluator``, loaded on ``device``."""
+    if config.evaluator == "simulated":
+        sim = SimulatedConfig(min_visible=config.min_visible)
+        return SimulatedEvaluator(sim, grid=config.grid, template=config.template)
+    return HFEvaluator(hf_config(config, device), grid=config.grid)
+
+
+@dataclass
+class Plan:
+    """What this job will label: records still to do, and what was already done or left out."""
+
+    todo: list[QARecord]
+    already_done: int
+    not_mine: int
+    left_out: Counter[str]
+
+
+def plan_split(config: LabelConfig, split: str, resume_key: str) -> Plan:
+    """Questions of ``split`` for this job-array shard that are not yet labelled."""
+    ds = load_qa_dataset(config.dataset, split, revision=config.dataset_revision)
+    records, left_out = records_with_images(ds, split, limit=config.limit)
+    mine = [r for i, r in enumerate(records) if i % config.num_shards == config.shard_index]
+    done = set() if config.overwrite else done_qids(config.output_dir, split, resume_key)
+    todo = [r for r in mine if r.qid not in done]
+    return Plan(todo, len(mine) - len(todo), len(records) - len(mine), left_out)
+
+
+class _Records(Dataset):
+    def __init__(self, records: list[QARecord]) -> None:
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> QARecord:
+        return self.records[index]
+
+
+class _Prepare:
+    """Collate: decode and crop in the DataLoader workers; bad images become skips."""
+
+    def __init__(self, config: LabelConfig) -> None:
+        self.grid, self.template, self.max_pixels = config.grid, config.template, config.max_pixels
+
+    def __call__(self, records: list[QARecord]) -> list[LabelItem | Skip]:
+        return [prepare_item(r, self.grid, self.template, self.max_pixels) for r in records]
+
+
+class LabelingModule(pl.LightningModule):
+    """Scores batches of questions and hands label rows to this rank's shard writer."""
+
+    def __init__(
+        self, config: LabelConfig, todo: list[QARecord], resume_key: str, evaluator=None
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.resume_key = resume_key
+        self.todo = todo
+        self.evaluator = evaluator
+        self.writer: ShardWriter | None = None
+        self._bar = None
+
+    def setup(self, stage: str) -> None:
+        if self.evaluator is None:
+            device = str(self.trainer.strategy.root_device)
+            self.evaluator = build_evaluator(self.config, device=device)
+
+    def predict_dataloader(self) -> DataLoader:
+        rank, world = self.trainer.global_rank, self.trainer.world_size
+        mine = self.todo[rank::world]  # a slice per rank: disjoint, no padding duplicates
+        return DataLoader(
+            _Records(mine),
+            batch_size=self.config.batch_size,
+            shuffle=False,
+            num_workers=self.config.num_workers,
+            collate_fn=_Prepare(self.config),
+        )
+
+    def on_predict_start(self) -> None:
+        tag = f"r{self.trainer.global_rank}"
+        if self.config.num_shards > 1:
+            tag += f"s{self.config.shard_index}of{self.config.num_shards}"
+        key = self.evaluator.provenance.resume_key
+        if key != self.resume_key:
+            raise RuntimeError(
+                f"the loaded evaluator's resume key {key} differs from the planned "
+                f"{self.resume_key} (dtype or prompt format resolved differently on this device)"
+            )
+        self.writer = ShardWriter(self.config.output_dir, key, tag, self.config.flush_every)
+        if self.config.progress and self.trainer.is_global_zero:
+            from tqdm.auto import tqdm
+
+            total = len(self.todo[:: self.trainer.world_size])
+            self._bar = tqdm(total=total, unit="q", desc="labeling", dynamic_ncols=True)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch  # PIL images and records: the evaluator moves its own tensors
+
+    def predict_step(self, batch: list[LabelItem | Skip], batch_idx: int) -> None:
+        provenance = self.evaluator.provenance
+        items = [b for b in batch if isinstance(b, LabelItem)]
+        scores = iter(self.evaluator.score(items) if items else [])
+        rows = [
+            label_row(b, next(scores), provenance)
+            if isinstance(b, LabelItem)
+            else skip_row(b, provenance)
+            for b in batch
+        ]
+        self.writer.add(rows)
+        if self._bar is not None:
+            self._bar.update(len(batch))
+
+    def on_predict_end(self) -> None:
+        self.writer.flush()
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _devices(value: str) -> Any:
+    if value == "auto":
+        return value
+    if "," in value:
+        return [int(v) for v in value.split(",") if v]
+    return int(value)
+
+
+def run_labeling(config: LabelConfig, evaluator: Evaluator | None = None) -> dict[str, Any]:
+    """Label every split of ``config``; return the summary of the whole label set per split."""
+    config.validate()
+    trainer = pl.Trainer(
+        accelerator=config.accelerator,
+        devices=_devices(config.devices),
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+    )
+    if evaluator is None and config.evaluator == "simulated":
+        evaluator = build_evaluator(config)
+    # The resume key needs the evaluator's provenance; the HF one is built in setup() on the
+    # right device, so here a provenance-only probe is made without loading weights.
+    provenance = evaluator.provenance if evaluator is not None else _hf_provenance(config)
+    key = provenance.resume_key
+    if trainer.is_global_zero:
+        previous = read_info(config.output_dir)
+        splits = sorted(set(config.splits) | set(previous.splits if previous else []))
+        info = LabelSetInfo(
+            provenance=provenance,
+            dataset=config.dataset,
+            dataset_revision=config.dataset_revision,
+            prompt_template=config.template,
+            splits=splits,
+        )
+        if previous is not None and previous.provenance.resume_key != key:
+            logger.warning(
+                "%s already holds labels of another evaluator setting (resume key %s); "
+                "this run adds %s beside them",
+                config.output_dir,
+                previous.provenance.resume_key,
+                key,
+            )
+        write_info(config.output_dir, info)
+        if config.overwrite:
+            removed = remove_shards(config.output_dir, config.splits, key)
+            logger.info("--overwrite: removed %d shard(s)", removed)
+    summary: dict[str, Any] = {"resume_key": key, "splits": {}}
+    for split in config.splits:
+        plan = plan_split(config, split, key)
+        logger.info(
+            "split %s: %d to label, %d already done, %d for other job shards, left out %s",
+            split,
+            len(plan.todo),
+            plan.already_done,
+            plan.not_mine,
+            dict(plan.left_out),
+        )
+        if plan.todo:
+            module = LabelingModule(config, plan.todo, key, evaluator)
+            trainer.predict(module, return_predictions=False)
+            evaluator = module.evaluator  # keep the loaded model for the next split
+        if trainer.world_size > 1:
+            trainer.strategy.barrier()
+        table = read_labels(config.output_dir, split, key)
+        split_summary = summarize(table)
+        split_summary["left_out"] = dict(plan.left_out)
+        split_summary["labelled_this_run"] = len(plan.todo)
+        summary["splits"][split] = split_summary
+    return summary
+
+
+def _hf_provenance(config: LabelConfig):
+    """The HF evaluator's provenance (resume key) from its config and processor, no weights."""
+    from transformers import AutoConfig, AutoProcessor
+
+    load = dict(revision=config.revision, trust_remote_code=config.trust_remote_code)
+    processor = AutoProcessor.from_pretrained(config.model, **load)
+    model_type = AutoConfig.from_pretrained(config.model, **load).model_type
+    device = "cuda" if torch.cuda.is_available() and config.accelerator != "cpu" else "cpu"
+    return provenance_for(hf_config(config), config.grid, processor, model_type, device)
