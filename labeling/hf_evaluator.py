@@ -324,11 +324,25 @@ class HFEvaluator:
         return out
 
     def _run_rows(self, rows: list[_Row], cache, prefix_len: int | None) -> list[torch.Tensor]:
-        """Full-vocabulary log-probs at each row's last token, ``max_rows`` rows per forward."""
+        """Full-vocabulary log-probs at each row's last token, ``max_rows`` rows per forward.
+
+        Rows are grouped by length (cell rows apart from the shorter baseline rows) so that little
+        padding is computed; results come back in the order of ``rows``.
+        """
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i].ids))
+        ordered = [rows[i] for i in order]
         results: list[torch.Tensor] = []
         start = 0
-        while start < len(rows):
-            chunk = rows[start : start + self.config.max_rows]
+        while start < len(ordered):
+            end = start + 1
+            shortest = len(ordered[start].ids)
+            while (
+                end < len(ordered)
+                and end - start < self.config.max_rows
+                and len(ordered[end].ids) <= 1.25 * shortest  # little padding in one forward
+            ):
+                end += 1
+            chunk = ordered[start:end]
             try:
                 results += self._forward_chunk(chunk, cache, prefix_len)
             except torch.cuda.OutOfMemoryError:
@@ -339,7 +353,10 @@ class HFEvaluator:
                 torch.cuda.empty_cache()
                 continue
             start += len(chunk)
-        return results
+        restored: list[torch.Tensor] = [torch.empty(0)] * len(rows)
+        for position, index in enumerate(order):
+            restored[index] = results[position]
+        return restored
 
     def _forward_chunk(self, chunk: list[_Row], cache, prefix_len: int | None):
         device = self.device

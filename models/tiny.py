@@ -60,6 +60,10 @@ class TinyLlavaConfig:
     """Language-model width."""
     vision_hidden_size: int = 32
     """Vision-tower width."""
+    intermediate_size: int | None = None
+    """Language-model MLP width (default 2 x hidden_size)."""
+    num_heads: int = 4
+    """Attention heads in each tower."""
     num_layers: int = 2
     """Layers in each tower."""
     vocab_size: int = 512
@@ -88,20 +92,11 @@ def _byte_level_bpe(vocab_size: int, special: list[str]):
     return tok
 
 
-def build_tiny_llava(out_dir: str | Path, config: TinyLlavaConfig | None = None) -> Path:
-    """Create, save and return the folder of a tiny random ``LlavaForConditionalGeneration``."""
-    from transformers import (
-        CLIPImageProcessorPil,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-        PreTrainedTokenizerFast,
-    )
+def tiny_llava_processor(config: TinyLlavaConfig | None = None):
+    """An offline ``LlavaProcessor``: byte-level BPE with ``<image>``, CLIP image processor."""
+    from transformers import CLIPImageProcessorPil, LlavaProcessor, PreTrainedTokenizerFast
 
     config = config or TinyLlavaConfig()
-    out = Path(out_dir)
     raw = _byte_level_bpe(config.vocab_size, ["<pad>", "<s>", "</s>", "<image>"])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=raw,
@@ -117,7 +112,7 @@ def build_tiny_llava(out_dir: str | Path, config: TinyLlavaConfig | None = None)
         image_mean=CLIP_MEAN,
         image_std=CLIP_STD,
     )
-    processor = LlavaProcessor(
+    return LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
         patch_size=config.patch_size,
@@ -125,11 +120,17 @@ def build_tiny_llava(out_dir: str | Path, config: TinyLlavaConfig | None = None)
         num_additional_image_tokens=1,
         chat_template=LLAVA15_CHAT_TEMPLATE,
     )
+
+
+def tiny_llava_config(config: TinyLlavaConfig, tokenizer):
+    """The ``LlavaConfig`` of the tiny model (a CLIP vision tower and a Llama language model)."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+
     vision = CLIPVisionConfig(
         hidden_size=config.vision_hidden_size,
         intermediate_size=config.vision_hidden_size * 2,
         num_hidden_layers=config.num_layers,
-        num_attention_heads=4,
+        num_attention_heads=config.num_heads,
         image_size=config.image_size,
         patch_size=config.patch_size,
         projection_dim=config.vision_hidden_size,
@@ -137,16 +138,16 @@ def build_tiny_llava(out_dir: str | Path, config: TinyLlavaConfig | None = None)
     text = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=config.hidden_size,
-        intermediate_size=config.hidden_size * 2,
+        intermediate_size=config.intermediate_size or config.hidden_size * 2,
         num_hidden_layers=config.num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=2048,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
+        max_position_embeddings=4096,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    llava_config = LlavaConfig(
+    return LlavaConfig(
         vision_config=vision,
         text_config=text,
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
@@ -154,8 +155,23 @@ def build_tiny_llava(out_dir: str | Path, config: TinyLlavaConfig | None = None)
         vision_feature_layer=-2,
         pad_token_id=tokenizer.pad_token_id,
     )
+
+
+def make_tiny_llava(config: TinyLlavaConfig | None = None):
+    """A tiny random ``LlavaForConditionalGeneration`` and its processor, in memory."""
+    from transformers import LlavaForConditionalGeneration
+
+    config = config or TinyLlavaConfig()
+    processor = tiny_llava_processor(config)
     torch.manual_seed(config.seed)
-    model = LlavaForConditionalGeneration(llava_config).eval()
+    model = LlavaForConditionalGeneration(tiny_llava_config(config, processor.tokenizer)).eval()
+    return model, processor
+
+
+def build_tiny_llava(out_dir: str | Path, config: TinyLlavaConfig | None = None) -> Path:
+    """Create, save and return the folder of a tiny random ``LlavaForConditionalGeneration``."""
+    out = Path(out_dir)
+    model, processor = make_tiny_llava(config)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
