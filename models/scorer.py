@@ -1,0 +1,188 @@
+"""The relevance scorer: a dual encoder (CLIP by default, SigLIP too) that scores image crops
+against a question.
+
+``score(texts, images)`` is the cosine similarity of the normalised embeddings, scaled by the
+model's logit scale: a ``(len(texts), len(images))`` matrix. Images are padded to square before the
+processor, so no edge of a non-square cell is center-cropped away. Text longer than the text tower's
+limit (77 tokens for CLIP) is truncated and counted; the first truncation is logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from semclip.data.images import pad_to_square
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SCORER = "openai/clip-vit-large-patch14"
+TEXT_MODES = ("question", "question_hint", "question_choices", "full")
+
+
+def scorer_text(
+    question: str, hint: str = "", choices: Sequence[str] = (), mode: str = "question"
+) -> str:
+    """The text the scorer reads for a question: the question alone by default.
+
+    ``question_hint`` prepends the hint, ``question_choices`` appends the choices, ``full`` both.
+    """
+    if mode not in TEXT_MODES:
+        raise ValueError(f"text mode must be one of {TEXT_MODES}, got {mode!r}")
+    parts = []
+    if mode in ("question_hint", "full") and hint:
+        parts.append(hint.strip())
+    parts.append(question.strip())
+    if mode in ("question_choices", "full") and choices:
+        parts.append("Options: " + ", ".join(choices) + ".")
+    return " ".join(parts)
+
+
+def _features(output) -> torch.Tensor:
+    """Projected embeddings from ``get_*_features`` (a tensor or an output object)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    return output.pooler_output
+
+
+class ScorerPreprocessor:
+    """Turns texts and images into scorer inputs; holds no weights, so DataLoader workers can
+    carry it. Texts over the tower's limit are truncated and counted in ``truncated_texts``."""
+
+    def __init__(self, processor, max_text_tokens: int, model_type: str = "") -> None:
+        self.processor = processor
+        self.max_text_tokens = max_text_tokens
+        self.padding = "max_length" if model_type.startswith("siglip") else True
+        mean = getattr(processor.image_processor, "image_mean", None)
+        self.background = tuple(round(255 * m) for m in mean) if mean else None
+        self.truncated_texts = 0
+        self._warned = False
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Token ids, truncated to the tower's limit; ``num_truncated`` says how many were cut."""
+        tokenizer = self.processor.tokenizer
+        lengths = [len(ids) for ids in tokenizer(list(texts))["input_ids"]]
+        over = sum(1 for n in lengths if n > self.max_text_tokens)
+        if over:
+            self.truncated_texts += over
+            if not self._warned:
+                logger.warning(
+                    "question text longer than %d tokens is truncated (reported once; the run's "
+                    "count is logged at the end)",
+                    self.max_text_tokens,
+                )
+                self._warned = True
+        tokens = tokenizer(
+            list(texts),
+            padding=self.padding,
+            truncation=True,
+            max_length=self.max_text_tokens,
+            return_tensors="pt",
+        )
+        tokens["num_truncated"] = torch.tensor(over)
+        return tokens
+
+    def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Processor pixels of images padded to square: ``(N, C, H, W)``."""
+        squared = [pad_to_square(img.convert("RGB"), self.background) for img in images]
+        return self.processor.image_processor(squared, return_tensors="pt")["pixel_values"]
+
+
+class RelevanceScorer(nn.Module):
+    """Scores (question, crop) pairs with a Hugging Face dual encoder."""
+
+    def __init__(self, model: nn.Module, processor, text_mode: str = "question") -> None:
+        super().__init__()
+        scorer_text("", mode=text_mode)  # validates the mode
+        self.model = model
+        self.processor = processor
+        self.text_mode = text_mode
+        config = getattr(model.config, "text_config", model.config)
+        self.model_type = getattr(model.config, "model_type", "")
+        self.preprocess = ScorerPreprocessor(
+            processor, int(getattr(config, "max_position_embeddings", 77)), self.model_type
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        revision: str | None = None,
+        dtype: torch.dtype | None = None,
+        text_mode: str = "question",
+        trust_remote_code: bool = False,
+    ) -> RelevanceScorer:
+        """Load a scorer from a hub id or a local folder (e.g. an exported one)."""
+        from transformers import AutoModel, AutoProcessor
+
+        load = dict(revision=revision, trust_remote_code=trust_remote_code)
+        processor = AutoProcessor.from_pretrained(str(name_or_path), **load)
+        model = AutoModel.from_pretrained(str(name_or_path), dtype=dtype, **load)
+        for method in ("get_text_features", "get_image_features"):
+            if not hasattr(model, method):
+                raise ValueError(f"{name_or_path} is not a dual encoder: it has no {method}()")
+        return cls(model, processor, text_mode)
+
+    def save_pretrained(self, out_dir: str | Path) -> None:
+        """Save model (safetensors), config and processor in the Hugging Face format."""
+        self.model.save_pretrained(str(out_dir), safe_serialization=True)
+        self.processor.save_pretrained(str(out_dir))
+
+    # ------------------------------------------------------------------ inputs
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.preprocess.tokenize(texts)
+
+    def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return self.preprocess.pixel_values(images)
+
+    # ------------------------------------------------------------------ embeddings and scores
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        """L2-normalised text embeddings ``(B, D)``."""
+        kwargs = {"input_ids": input_ids.to(self.device)}
+        if attention_mask is not None and not self.model_type.startswith("siglip"):
+            kwargs["attention_mask"] = attention_mask.to(self.device)
+        return nn.functional.normalize(_features(self.model.get_text_features(**kwargs)), dim=-1)
+
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """L2-normalised image embeddings ``(N, D)``."""
+        pixels = pixel_values.to(self.device, self.dtype)
+        return nn.functional.normalize(_features(self.model.get_image_features(pixels)), dim=-1)
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale.exp().clamp(max=100.0)  # CLIP caps its temperature at 100
+
+    def similarity(self, text_emb: torch.Tensor, image_emb: torch.Tensor) -> torch.Tensor:
+        """``logit_scale * cos``: ``(B, D) x (N, D) -> (B, N)``."""
+        return self.logit_scale * text_emb @ image_emb.T
+
+    def grouped_scores(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor
+    ) -> torch.Tensor:
+        """Scores of each question against its own cells: ``(B,)`` texts, ``(B * C)`` images in
+        question order -> ``(B, C)``. One text and C image encodings per question."""
+        text = self.encode_text(input_ids, attention_mask)  # (B, D)
+        images = self.encode_images(pixel_values)  # (B * C, D)
+        images = images.view(text.shape[0], -1, images.shape[-1])  # (B, C, D)
+        return self.logit_scale * torch.einsum("bd,bcd->bc", text, images)
+
+    @torch.no_grad()
+    def score(self, texts: Sequence[str], images: Sequence[Image.Image]) -> torch.Tensor:
+        """``logit_scale * cos`` of every text against every image: ``(texts, images)``."""
+        tokens = self.tokenize(texts)
+        text = self.encode_text(tokens["input_ids"], tokens.get("attention_mask"))
+        image = self.encode_images(self.pixel_values(images))
+        return self.similarity(text, image).float()

@@ -1,0 +1,252 @@
+"""Training data: label shards plus the source dataset, grouped by question.
+
+A sample is one question: the scorer's text and its n*n cell crops (cut at the boxes the label set
+recorded) with their labels (positive = the evaluator answered right with that cell) and p(correct).
+Questions with no positive or no negative cannot teach a ranking: they are left out and counted.
+Train/validation are split by question id with a seeded hash, unless a labelled validation split
+is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from semclip.data.images import load_image
+from semclip.data.labels import read_info, read_labels
+from semclip.data.scienceqa import load_qa_dataset, question_id
+from semclip.models.scorer import scorer_text
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Group:
+    """One question's training sample (before images are decoded)."""
+
+    qid: str
+    split: str
+    row: int
+    text: str
+    boxes: list[list[int]]
+    labels: list[bool]
+    soft: list[float]
+
+
+def load_groups(
+    labels_dir: str,
+    split: str,
+    dataset: str | None = None,
+    dataset_revision: str | None = None,
+    text_mode: str = "question",
+    resume_key: str | None = None,
+) -> tuple[list[Group], Counter[str], object]:
+    """Rankable questions of ``split``, the count of those left out by reason, and the source split.
+
+    The source dataset defaults to the one recorded in ``labelset.json``.
+    """
+    info = read_info(labels_dir)
+    source = dataset or (info.dataset if info else None)
+    if source is None:
+        raise ValueError(f"{labels_dir} has no labelset.json: pass the source dataset explicitly")
+    key = resume_key or (info.provenance.resume_key if info else None)
+    table = read_labels(labels_dir, split, key).to_pylist()
+    if not table:
+        raise ValueError(f"no labels for split {split!r} (resume key {key}) in {labels_dir}")
+    ds = load_qa_dataset(
+        source, split, revision=dataset_revision or (info and info.dataset_revision)
+    )
+    groups, left_out = [], Counter()
+    grids = {r["grid_n"] for r in table}
+    if len(grids) > 1:
+        raise ValueError(f"{labels_dir} mixes grid sizes {sorted(grids)}: use one resume key")
+    for r in table:
+        if r["status"] != "labelled":
+            left_out[f"skipped:{r['skip_reason']}"] += 1
+            continue
+        if not any(r["cell_correct"]):
+            left_out["no_positive"] += 1
+            continue
+        if all(r["cell_correct"]):
+            left_out["no_negative"] += 1
+            continue
+        example = ds[r["row"]]
+        choices = [str(c) for c in example["choices"]]
+        if question_id(split, r["row"], example["question"], choices) != r["qid"]:
+            raise ValueError(
+                f"label {r['qid']} does not match row {r['row']} of {source}:{split}; "
+                "were the labels made from another copy or revision of the dataset?"
+            )
+        text = scorer_text(example["question"], example["hint"] or "", choices, text_mode)
+        groups.append(
+            Group(
+                r["qid"],
+                split,
+                r["row"],
+                text,
+                r["cell_boxes"],
+                r["cell_correct"],
+                r["cell_p_correct"],
+            )
+        )
+    groups.sort(key=lambda g: g.qid)
+    return groups, left_out, ds
+
+
+def is_validation(qid: str, fraction: float, seed: int) -> bool:
+    """Seeded, stable assignment of a question id to the validation part."""
+    digest = hashlib.sha256(f"{seed}/{qid}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+class GroupDataset(Dataset):
+    """Decodes a question's image and cuts its cells at the recorded boxes."""
+
+    def __init__(self, groups: list[Group], source) -> None:
+        self.groups = groups
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, index: int) -> dict:
+        group = self.groups[index]
+        image = load_image(self.source[group.row]["image"])
+        cells = [image.crop(tuple(box)) for box in group.boxes]
+        return {"group": group, "cells": cells}
+
+
+class GroupCollate:
+    """Tokenises texts and turns all crops of the batch into one pixel tensor (in workers)."""
+
+    def __init__(self, preprocess) -> None:
+        self.preprocess = preprocess  # a ScorerPreprocessor: no weights travel to workers
+
+    def __call__(self, samples: list[dict]) -> dict[str, torch.Tensor]:
+        tokens = self.preprocess.tokenize([s["group"].text for s in samples])
+        cells = [cell for s in samples for cell in s["cells"]]
+        return {
+            "input_ids": tokens["input_ids"],
+            "attention_mask": tokens["attention_mask"],
+            "num_truncated": tokens["num_truncated"],
+            "pixel_values": self.preprocess.pixel_values(cells),  # (B * C, 3, H, W)
+            "labels": torch.tensor([s["group"].labels for s in samples]),  # (B, C)
+            "soft": torch.tensor([s["group"].soft for s in samples]),  # (B, C)
+        }
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A seeded shuffle that depends only on (seed, epoch): resumed runs see the same order."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class ScorerDataModule(pl.LightningDataModule):
+    """Label shards + source dataset -> batches of questions with their cells."""
+
+    def __init__(
+        self,
+        labels_dir: str,
+        dataset: str | None = None,
+        dataset_revision: str | None = None,
+        train_split: str = "train",
+        val_split: str | None = None,
+        test_split: str | None = None,
+        val_fraction: float = 0.1,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        """
+        Args:
+            labels_dir: Folder of the label set (``label.py --output-dir``).
+            dataset: Source dataset of the labels; default: the one in ``labelset.json``.
+            dataset_revision: Hub revision of the source dataset.
+            train_split: Labelled split to train on.
+            val_split: Labelled split to validate on; default: ``val_fraction`` of ``train_split``.
+            test_split: Labelled split for ``semclip-train test``.
+            val_fraction: Share of train questions held out (by seeded hash of the question id).
+            batch_size: Questions per batch (each brings its n*n cells).
+            num_workers: DataLoader workers (decode, crop, preprocess).
+            seed: Seed of the validation split and of the shuffle.
+        """
+        super().__init__()
+        if not 0 <= val_fraction < 1:
+            raise ValueError("--data.val_fraction must be in [0, 1)")
+        self.save_hyperparameters()
+        self.scorer = None  # set by the LightningModule (it owns tokenizer and processor)
+        self.left_out: dict[str, Counter[str]] = {}
+        self._sets: dict[str, GroupDataset] = {}
+
+    def _load(self, split: str, text_mode: str):
+        hp = self.hparams
+        groups, left_out, ds = load_groups(
+            hp.labels_dir, split, hp.dataset, hp.dataset_revision, text_mode
+        )
+        self.left_out[split] = left_out
+        logger.info(
+            "split %s: %d rankable questions; left out %s", split, len(groups), dict(left_out)
+        )
+        return groups, ds
+
+    def setup(self, stage: str) -> None:
+        if self.scorer is None:
+            self.scorer = self.trainer.lightning_module.scorer
+        hp, mode = self.hparams, self.scorer.text_mode
+        if stage in ("fit", "validate") and "train" not in self._sets:
+            groups, ds = self._load(hp.train_split, mode)
+            if hp.val_split:
+                train = groups
+                val_groups, val_ds = self._load(hp.val_split, mode)
+                self._sets["val"] = GroupDataset(val_groups, val_ds)
+            else:
+                val = [g for g in groups if is_validation(g.qid, hp.val_fraction, hp.seed)]
+                train = [g for g in groups if not is_validation(g.qid, hp.val_fraction, hp.seed)]
+                self._sets["val"] = GroupDataset(val, ds)
+            self._sets["train"] = GroupDataset(train, ds)
+        if stage == "test" and "test" not in self._sets:
+            if not hp.test_split:
+                raise ValueError("set --data.test_split to test")
+            groups, ds = self._load(hp.test_split, mode)
+            self._sets["test"] = GroupDataset(groups, ds)
+
+    def _loader(self, name: str, sampler=None) -> DataLoader:
+        return DataLoader(
+            self._sets[name],
+            batch_size=self.hparams.batch_size,
+            sampler=sampler,
+            num_workers=self.hparams.num_workers,
+            collate_fn=GroupCollate(self.scorer.preprocess),
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        size = len(self._sets["train"])
+        if size == 0:
+            raise ValueError(
+                "no rankable training questions (each needs a positive and a negative)"
+            )
+        return self._loader("train", EpochShuffleSampler(size, self.hparams.seed))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

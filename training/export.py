@@ -1,0 +1,166 @@
+"""Export a trained scorer checkpoint to a Hugging Face folder with a model card.
+
+The folder holds ``model.safetensors``, ``config.json`` and the processor files, so
+``transformers.CLIPModel.from_pretrained(folder)`` (or ``AutoModel``) loads the trained scorer,
+plus ``README.md``: a model card with base model, label provenance, training config, validation
+metrics and a usage snippet.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from huggingface_hub import ModelCard, ModelCardData
+
+from semclip.data.labels import read_info
+
+logger = logging.getLogger(__name__)
+
+USAGE = """```python
+from semclip.models.scorer import RelevanceScorer
+
+scorer = RelevanceScorer.from_pretrained("{repo}")
+scores = scorer.score(["What color is the star?"], crops)  # (1, len(crops)) logit-scaled cosine
+best = scores.argmax(dim=1)
+```
+
+Plain `transformers` loads it too: `CLIPModel.from_pretrained("{repo}")`."""
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy of hyper-parameters (no tensors, no objects)."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def build_card(
+    hparams: dict[str, Any],
+    data_hparams: dict[str, Any],
+    metrics: dict[str, float],
+    repo: str = "path/to/this/folder",
+) -> ModelCard:
+    """A model card: YAML metadata plus provenance, config, metrics and usage."""
+    labels_dir = data_hparams.get("labels_dir")
+    info = read_info(labels_dir) if labels_dir else None
+    provenance = info.to_dict() if info else {}
+    dataset = data_hparams.get("dataset") or provenance.get("dataset")
+    card_data = ModelCardData(
+        base_model=hparams.get("model"),
+        library_name="transformers",
+        pipeline_tag="zero-shot-image-classification",
+        tags=["semclip", "clip", "visual-selection", "relevance-scorer"],
+        datasets=[dataset]
+        if dataset and "/" in str(dataset) and not Path(dataset).exists()
+        else None,
+    )
+    label_lines = [
+        f"- dataset: `{dataset}`",
+        f"- split: `{data_hparams.get('train_split')}`",
+    ]
+    if info:
+        p = info.provenance
+        label_lines += [
+            f"- evaluator: `{p.evaluator}` (revision `{p.revision}`, dtype `{p.dtype}`, "
+            f"mode `{p.mode}`)",
+            f"- grid: {p.grid_n} x {p.grid_n}",
+            f"- resume key: `{p.resume_key}` (prompt template hash `{p.template_hash}`)",
+        ]
+    metric_lines = [f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items())]
+    config = json.dumps({"model": _clean(hparams), "data": _clean(data_hparams)}, indent=2)
+    content = f"""---
+{card_data.to_yaml()}
+---
+
+# SemClip relevance scorer
+
+A dual encoder fine-tuned with [semclip](https://arxiv.org/abs/2503.11794) distant supervision to
+pick, among the n x n cells of an image, the crop that lets a VLM answer a question.
+Base model: `{hparams.get("model")}`.
+
+## Labels
+
+{chr(10).join(label_lines)}
+
+## Training
+
+Loss `{hparams.get("loss")}`, lr {hparams.get("lr")}, text mode `{hparams.get("text_mode")}`.
+
+```json
+{config}
+```
+
+## Validation
+
+| metric | value |
+| --- | --- |
+{chr(10).join(metric_lines) or "| (none) | |"}
+
+## Usage
+
+{USAGE.format(repo=repo)}
+"""
+    return ModelCard(content)
+
+
+def export_module(
+    module: pl.LightningModule,
+    out_dir: str | Path,
+    data_hparams: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+) -> Path:
+    """Save ``module.scorer`` in the HF format with its card."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    module.scorer.save_pretrained(out)
+    card = build_card(dict(module.hparams), data_hparams or {}, metrics or {})
+    card.save(str(out / "README.md"))
+    return out
+
+
+def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
+    """Export a Lightning checkpoint of :class:`ScorerModule` to a HF folder."""
+    from semclip.training.module import ScorerModule
+
+    module = ScorerModule.load_from_checkpoint(str(ckpt_path), map_location="cpu")
+    checkpoint = torch.load(str(ckpt_path), map_location="cpu", weights_only=False)
+    data_hparams = checkpoint.get("datamodule_hyper_parameters", {})
+    metrics = dict(checkpoint.get("semclip_val_metrics", {}))
+    for callback in checkpoint.get("callbacks", {}).values():
+        score = callback.get("best_model_score") if isinstance(callback, dict) else None
+        if score is not None and not metrics:
+            metrics[str(callback.get("monitor", "best"))] = float(score)
+    return export_module(module, out_dir, data_hparams, metrics)
+
+
+class ExportBest(pl.Callback):
+    """After ``fit``, export the best checkpoint (by the checkpoint callback's monitor)."""
+
+    def __init__(self, dirpath: str | None = None) -> None:
+        """
+        Args:
+            dirpath: Where the HF folder goes; default ``{default_root_dir}/export``.
+        """
+        self.dirpath = dirpath
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        out = self.dirpath or str(Path(trainer.default_root_dir) / "export")
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        if best:
+            export_checkpoint(best, out)
+        else:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if "val/" in k}
+            dm = trainer.datamodule
+            export_module(pl_module, out, dict(dm.hparams) if dm else {}, metrics)
+        logger.info("exported the scorer to %s", out)
