@@ -22,7 +22,8 @@ class MarginRankingLoss(nn.Module):
     where ``s_p`` is a positive cell's score and ``s_q`` a negative cell's of the same question.
     ``margin`` is in the units of the scores (``logit_scale * cos``): a pair stops contributing
     once the positive leads by ``margin``. Questions with no pair contribute nothing; a batch with
-    no pair gives 0 (with a gradient path). Reference: ``torch.nn.MarginRankingLoss``, applied to all pairs.
+    no pair gives 0 (with a gradient path).
+    Reference: ``torch.nn.MarginRankingLoss``, applied to all pairs.
     """
 
     def __init__(self, margin: float = 1.0) -> None:
