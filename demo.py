@@ -21,8 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="semclip-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo_out", help="output folder")
     parser.add_argument("--grid", type=int, default=2, help="grid n (n x n cells)")
-    parser.add_argument("--train-questions", type=int, default=400, help="synthetic train rows")
-    parser.add_argument("--test-questions", type=int, default=200, help="synthetic test rows")
+    parser.add_argument("--train-questions", type=int, default=2500, help="synthetic train rows")
+    parser.add_argument("--test-questions", type=int, default=300, help="synthetic test rows")
     parser.add_argument("--image-size", type=int, default=128, help="synthetic image side (px)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic set")
     return parser

@@ -63,9 +63,9 @@ class SyntheticConfig:
     """Grid n the objects are laid out on (the relevant cell is reported for this n)."""
     image_size: int = 128
     """Side of the square images, in pixels."""
-    min_object: float = 0.3
+    min_object: float = 0.45
     """Smallest object side, as a fraction of the cell side."""
-    max_object: float = 0.7
+    max_object: float = 0.85
     """Largest object side, as a fraction of the cell side."""
     num_choices: int = 4
     """Options per question (colours)."""

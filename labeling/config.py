@@ -83,7 +83,7 @@ class LabelConfig:
     """Largest image (width * height) accepted; larger ones are skipped."""
     template: str = DEFAULT_TEMPLATE
     """Question prompt template with {context}, {question} and {options}."""
-    min_visible: float = 0.3
+    min_visible: float = 0.4
     """Simulated evaluator: smallest legible object side, as a fraction of the view's side."""
     progress: bool = True
     """Show a progress bar."""

@@ -35,7 +35,7 @@ SIMULATED_ID = "semclip/simulated"
 class SimulatedConfig:
     """Legibility model of the simulated evaluator."""
 
-    min_visible: float = 0.3
+    min_visible: float = 0.4
     """Smallest legible object side, as a fraction of the view's longer side."""
     min_overlap: float = 0.7
     """Share of the object's area a cell must hold for the object to count as in it."""

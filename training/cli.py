@@ -26,6 +26,11 @@ class ScorerCLI(LightningCLI):
     """Checkpoints under ``{default_root_dir}/checkpoints``: the best by validation hit rate, and
     ``last.ckpt`` so that ``--ckpt_path last`` resumes."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        # a rerun in the same folder (resume) rewrites the saved config rather than aborting
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -93,18 +98,12 @@ def _push_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _quiet()
-    if argv and argv[0] == "export":
-        return _export_main(argv[1:])
-    if argv and argv[0] == "push":
-        return _push_main(argv[1:])
-    ScorerCLI(
-        ScorerModule,
-        ScorerDataModule,
-        args=argv,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "semclip-train"},
-    )
+    if args and args[0] == "export":
+        return _export_main(args[1:])
+    if args and args[0] == "push":
+        return _push_main(args[1:])
+    ScorerCLI(ScorerModule, ScorerDataModule, args=argv, parser_kwargs={"prog": "semclip-train"})
     return 0

@@ -106,36 +106,46 @@ def is_validation(qid: str, fraction: float, seed: int) -> bool:
 
 
 class GroupDataset(Dataset):
-    """Decodes a question's image and cuts its cells at the recorded boxes."""
+    """Decodes a question's image, cuts its cells at the recorded boxes and preprocesses them.
 
-    def __init__(self, groups: list[Group], source) -> None:
+    ``cache=True`` keeps each question's pixel tensor after its first use (small sets, e.g. the
+    demo: decoding and resizing then happen once, not every epoch).
+    """
+
+    def __init__(self, groups: list[Group], source, preprocess, cache: bool = False) -> None:
         self.groups = groups
         self.source = source
+        self.preprocess = preprocess  # a ScorerPreprocessor: no weights travel to workers
+        self.cache: dict[int, torch.Tensor] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.groups)
 
     def __getitem__(self, index: int) -> dict:
         group = self.groups[index]
-        image = load_image(self.source[group.row]["image"])
-        cells = [image.crop(tuple(box)) for box in group.boxes]
-        return {"group": group, "cells": cells}
+        pixels = None if self.cache is None else self.cache.get(index)
+        if pixels is None:
+            image = load_image(self.source[group.row]["image"])
+            cells = [image.crop(tuple(box)) for box in group.boxes]
+            pixels = self.preprocess.pixel_values(cells)  # (C, 3, H, W)
+            if self.cache is not None:
+                self.cache[index] = pixels
+        return {"group": group, "pixels": pixels}
 
 
 class GroupCollate:
-    """Tokenises texts and turns all crops of the batch into one pixel tensor (in workers)."""
+    """Tokenises the texts and stacks every cell of the batch into one pixel tensor."""
 
     def __init__(self, preprocess) -> None:
-        self.preprocess = preprocess  # a ScorerPreprocessor: no weights travel to workers
+        self.preprocess = preprocess
 
     def __call__(self, samples: list[dict]) -> dict[str, torch.Tensor]:
         tokens = self.preprocess.tokenize([s["group"].text for s in samples])
-        cells = [cell for s in samples for cell in s["cells"]]
         return {
             "input_ids": tokens["input_ids"],
             "attention_mask": tokens["attention_mask"],
             "num_truncated": tokens["num_truncated"],
-            "pixel_values": self.preprocess.pixel_values(cells),  # (B * C, 3, H, W)
+            "pixel_values": torch.cat([s["pixels"] for s in samples]),  # (B * C, 3, H, W)
             "labels": torch.tensor([s["group"].labels for s in samples]),  # (B, C)
             "soft": torch.tensor([s["group"].soft for s in samples]),  # (B, C)
         }
@@ -172,6 +182,7 @@ class ScorerDataModule(pl.LightningDataModule):
         val_fraction: float = 0.1,
         batch_size: int = 64,
         num_workers: int = 0,
+        cache_pixels: bool = False,
         seed: int = 0,
     ) -> None:
         """
@@ -185,6 +196,7 @@ class ScorerDataModule(pl.LightningDataModule):
             val_fraction: Share of train questions held out (by seeded hash of the question id).
             batch_size: Questions per batch (each brings its n*n cells).
             num_workers: DataLoader workers (decode, crop, preprocess).
+            cache_pixels: Keep preprocessed cells in memory after the first epoch (small sets).
             seed: Seed of the validation split and of the shuffle.
         """
         super().__init__()
@@ -206,6 +218,9 @@ class ScorerDataModule(pl.LightningDataModule):
         )
         return groups, ds
 
+    def _dataset(self, groups: list[Group], source) -> GroupDataset:
+        return GroupDataset(groups, source, self.scorer.preprocess, self.hparams.cache_pixels)
+
     def setup(self, stage: str) -> None:
         if self.scorer is None:
             self.scorer = self.trainer.lightning_module.scorer
@@ -215,17 +230,17 @@ class ScorerDataModule(pl.LightningDataModule):
             if hp.val_split:
                 train = groups
                 val_groups, val_ds = self._load(hp.val_split, mode)
-                self._sets["val"] = GroupDataset(val_groups, val_ds)
+                self._sets["val"] = self._dataset(val_groups, val_ds)
             else:
                 val = [g for g in groups if is_validation(g.qid, hp.val_fraction, hp.seed)]
                 train = [g for g in groups if not is_validation(g.qid, hp.val_fraction, hp.seed)]
-                self._sets["val"] = GroupDataset(val, ds)
-            self._sets["train"] = GroupDataset(train, ds)
+                self._sets["val"] = self._dataset(val, ds)
+            self._sets["train"] = self._dataset(train, ds)
         if stage == "test" and "test" not in self._sets:
             if not hp.test_split:
                 raise ValueError("set --data.test_split to test")
             groups, ds = self._load(hp.test_split, mode)
-            self._sets["test"] = GroupDataset(groups, ds)
+            self._sets["test"] = self._dataset(groups, ds)
 
     def _loader(self, name: str, sampler=None) -> DataLoader:
         return DataLoader(

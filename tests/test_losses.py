@@ -1,0 +1,104 @@
+"""Losses against values computed by hand, the zero-loss case and the gradient's sign."""
+
+import math
+
+import torch
+from torch.testing import assert_close
+
+from semclip.training.losses import (
+    ListwiseSoftmaxLoss,
+    MarginRankingLoss,
+    SoftLabelKLLoss,
+    build_loss,
+)
+from semclip.training.metrics import RankingMetrics, ranking_stats
+
+
+def test_margin_ranking_by_hand():
+    scores = torch.tensor([[3.0, 1.0, 2.5, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    labels = torch.tensor([[True, False, True, False], [False, True, False, False]])
+    # question 0, margin 1: pairs (p, q) = (0,1): 1-(3-1)=-1->0; (0,3): 1-3->0;
+    #   (2,1): 1-(2.5-1)=-0.5->0; (2,3): 1-2.5->0.   question 1: (1,0),(1,2),(1,3): 1-1=0 each.
+    loss = MarginRankingLoss(margin=1.0)(scores, labels)["margin_loss"]
+    assert_close(loss, torch.tensor(0.0))
+    # margin 2: q0: (0,1) 0, (0,3) 0, (2,1) 2-1.5=0.5, (2,3) 0; q1: 1, 1, 1 -> (0.5 + 3) / 7
+    loss = MarginRankingLoss(margin=2.0)(scores, labels)["margin_loss"]
+    assert_close(loss, torch.tensor(3.5 / 7))
+
+
+def test_margin_zero_once_met_and_gradient_sign():
+    scores = torch.tensor([[0.2, 0.0]], requires_grad=True)
+    labels = torch.tensor([[True, False]])
+    loss = MarginRankingLoss(margin=1.0)(scores, labels)["margin_loss"]
+    assert_close(loss, torch.tensor(0.8))
+    loss.backward()
+    assert (
+        scores.grad[0, 0] < 0 < scores.grad[0, 1]
+    )  # descent raises the positive, lowers the negative
+    assert_close(scores.grad, torch.tensor([[-1.0, 1.0]]))
+    met = torch.tensor([[1.5, 0.2]], requires_grad=True)
+    loss = MarginRankingLoss(margin=1.0)(met, labels)["margin_loss"]
+    loss.backward()
+    assert loss.item() == 0.0 and torch.all(met.grad == 0)
+
+
+def test_margin_no_pairs_is_zero_with_a_graph():
+    scores = torch.zeros(2, 4, requires_grad=True)
+    loss = MarginRankingLoss()(scores, torch.ones(2, 4, dtype=torch.bool))["margin_loss"]
+    loss.backward()
+    assert loss.item() == 0.0
+
+
+def test_listwise_by_hand():
+    scores = torch.tensor([[1.0, 0.0, 0.0], [2.0, 0.0, 1.0]])
+    labels = torch.tensor([[True, False, False], [True, False, True]])
+    z0 = math.log(math.e + 2)
+    q0 = -(1 - z0)
+    z1 = math.log(math.exp(2) + 1 + math.e)
+    q1 = -(0.5 * (2 - z1) + 0.5 * (1 - z1))
+    got = ListwiseSoftmaxLoss()(scores, labels)["listwise_loss"]
+    assert_close(got, torch.tensor((q0 + q1) / 2))
+    no_positive = ListwiseSoftmaxLoss()(scores, torch.zeros_like(labels))["listwise_loss"]
+    assert no_positive.item() == 0.0
+
+
+def test_soft_label_kl_by_hand():
+    scores = torch.tensor([[0.0, math.log(3.0)]])  # softmax = (0.25, 0.75)
+    soft = torch.tensor([[0.9, 0.3]])  # target = (0.75, 0.25)
+    expected = 0.75 * math.log(0.75 / 0.25) + 0.25 * math.log(0.25 / 0.75)
+    got = SoftLabelKLLoss()(scores, soft > 0.5, soft)["kl_loss"]
+    assert_close(got, torch.tensor(expected))
+    # equal distributions: zero; a zero target cell contributes nothing
+    same = SoftLabelKLLoss()(torch.tensor([[math.log(3.0), 0.0]]), None, soft)["kl_loss"]
+    assert_close(same, torch.tensor(0.0), atol=1e-6, rtol=0)
+    one_hot = SoftLabelKLLoss()(torch.tensor([[0.0, 0.0]]), None, torch.tensor([[1.0, 0.0]]))
+    assert_close(one_hot["kl_loss"], torch.tensor(math.log(2.0)))
+
+
+def test_build_loss_names():
+    assert isinstance(build_loss("margin", 0.5), MarginRankingLoss)
+    assert build_loss("margin", 0.5).margin == 0.5
+    try:
+        build_loss("hinge")
+    except ValueError as err:
+        assert "margin" in str(err)
+    else:
+        raise AssertionError("unknown loss accepted")
+
+
+def test_ranking_metrics_by_hand():
+    scores = torch.tensor([[0.9, 0.1, 0.5, 0.3], [0.1, 0.2, 0.3, 0.4], [0.0, 0.0, 0.0, 0.0]])
+    labels = torch.tensor(
+        [[True, False, False, False], [True, False, True, False], [False, False, False, False]]
+    )
+    stats = ranking_stats(scores, labels)  # the third question has no positive: not counted
+    assert stats["questions"].item() == 2
+    assert stats["hits"].item() == 1  # q0: top cell 0 is a positive; q1: top cell 3 is not
+    metric = RankingMetrics()
+    metric.update(scores, labels)
+    out = metric.compute()
+    # q0: rank of best positive 1; q1: positives at ranks 4 (0.1) and 2 (0.3) -> 1/2
+    assert_close(out["mrr"], torch.tensor((1 + 0.5) / 2))
+    assert_close(out["hit_rate"], torch.tensor(0.5))
+    # q0 pairs: (0,1),(0,2),(0,3) all right; q1: (0,1) wrong,(0,3) wrong,(2,1) right,(2,3) wrong
+    assert_close(out["pairwise_accuracy"], torch.tensor(4 / 7))
