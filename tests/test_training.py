@@ -180,6 +180,23 @@ def test_grouped_scores_equal_per_pair_scores(tiny_clip_dir):
         [[scorer.score([texts[b]], [cells[4 * b + c]]).item() for c in range(4)] for b in range(2)]
     )
     assert_close(grouped, per_pair, atol=1e-5, rtol=1e-5)
+    # the grouped margin loss is the mean hinge over the same triples, one at a time
+    from semclip.training.losses import MarginRankingLoss
+
+    labels = torch.tensor([[True, False, False, True], [False, True, False, False]])
+    triples = [
+        (b, p, n)
+        for b in range(2)
+        for p in range(4)
+        for n in range(4)
+        if labels[b, p] and not labels[b, n]
+    ]
+    by_triple = torch.stack(
+        [torch.clamp(1.0 - (per_pair[b, p] - per_pair[b, n]), min=0) for b, p, n in triples]
+    ).mean()
+    assert_close(
+        MarginRankingLoss(1.0)(grouped, labels)["margin_loss"], by_triple, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_long_text_is_truncated_and_counted(tiny_clip_dir):
