@@ -98,7 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     scorer = make_scorer(args.real_shape, args.device, dtype)
     tokens, pixels, labels = make_questions(args.questions, args.grid, scorer)
     ids, mask = tokens["input_ids"], tokens["attention_mask"]
-    cells = args.grid**2
     pos, neg = labels.sum().item(), (~labels).sum().item()
     triples = [
         (q, p, n)
@@ -151,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
 
     shape = "CLIP ViT-L/14 shape" if args.real_shape else "small random CLIP"
     print(
-        f"{shape} on {args.device} ({dtype}); {len(labels)} questions, grid {args.grid}x{args.grid}:"
-        f" {pos} positive and {neg} negative cells, {len(triples)} pairs"
+        f"{shape} on {args.device} ({dtype}); {len(labels)} questions, "
+        f"grid {args.grid}x{args.grid}: {pos} positive and {neg} negative cells, "
+        f"{len(triples)} pairs"
     )
     flops_pair = count_flops(scorer, tokens, pixels)
     rates = {}
