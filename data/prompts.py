@@ -20,6 +20,10 @@ DEFAULT_TEMPLATE = (
 )
 
 
+#: LLaVA-1.5's conversation form: images first, then the text (``llava-hf`` renders the same).
+LLAVA15_FORMAT = "USER: {images}{prompt} ASSISTANT:"
+
+
 class TooManyChoicesError(ValueError):
     """A question with more options than there are letters (26)."""
 
@@ -53,3 +57,27 @@ def template_hash(*parts: str) -> str:
     """A short stable hash of prompt templates (part of the label set's resume key)."""
     digest = hashlib.sha256("\x1e".join(parts).encode("utf-8")).hexdigest()
     return digest[:12]
+
+
+def vlm_prompt_format(prompt_format: str, model_type: str) -> str:
+    """``llava15`` or ``chat_template``; ``auto`` is ``llava15`` for ``model_type == "llava"``."""
+    if prompt_format not in ("auto", "llava15", "chat_template"):
+        raise ValueError("prompt format must be 'auto', 'llava15' or 'chat_template'")
+    if prompt_format != "auto":
+        return prompt_format
+    return "llava15" if model_type == "llava" else "chat_template"
+
+
+def render_input(processor, prompt_format: str, prompt: str, num_images: int) -> str:
+    """The VLM's input text: ``num_images`` image placeholders, then ``prompt``.
+
+    ``llava15``: ``USER: <image>\n<image>\n{prompt} ASSISTANT:`` (for two images); otherwise the
+    processor's chat template with one user turn. Labeling and selection both render through here,
+    so a selected crop meets the VLM exactly as the labels were made.
+    """
+    if prompt_format == "llava15":
+        return LLAVA15_FORMAT.format(images="<image>\n" * num_images, prompt=prompt)
+    content = [{"type": "image"}] * num_images + [{"type": "text", "text": prompt}]
+    return processor.apply_chat_template(
+        [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+    )

@@ -24,14 +24,17 @@ import torch
 
 from semclip.data.images import pad_to_square
 from semclip.data.labels import UNPARSED, LabelProvenance
-from semclip.data.prompts import DEFAULT_TEMPLATE, template_hash
+from semclip.data.prompts import (
+    DEFAULT_TEMPLATE,
+    render_input,
+    template_hash,
+    vlm_prompt_format,
+)
 from semclip.labeling.evaluator import ItemScores, LabelItem
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_VLM = "llava-hf/llava-1.5-7b-hf"
-LLAVA15_TWO_IMAGES = "USER: <image>\n<image>\n{prompt} ASSISTANT:"
-LLAVA15_ONE_IMAGE = "USER: <image>\n{prompt} ASSISTANT:"
 _PROCESSOR_KEYS = {"input_ids", "attention_mask", "pixel_values"}
 
 
@@ -113,20 +116,7 @@ def _select_cache_rows(cache, index: torch.Tensor):
 
 
 def resolve_prompt_format(config: HFEvaluatorConfig, model_type: str) -> str:
-    if config.prompt_format != "auto":
-        return config.prompt_format
-    return "llava15" if model_type == "llava" else "chat_template"
-
-
-def render_input(processor, prompt_format: str, prompt: str, num_images: int) -> str:
-    """The model's input text: ``num_images`` image placeholders, then ``prompt``."""
-    if prompt_format == "llava15":
-        template = LLAVA15_TWO_IMAGES if num_images == 2 else LLAVA15_ONE_IMAGE
-        return template.replace("{prompt}", prompt)
-    content = [{"type": "image"}] * num_images + [{"type": "text", "text": prompt}]
-    return processor.apply_chat_template(
-        [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
-    )
+    return vlm_prompt_format(config.prompt_format, model_type)
 
 
 def provenance_for(

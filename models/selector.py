@@ -1,0 +1,165 @@
+"""The selector: scores the n x n crops of (image, question) pairs and returns the top-k crops.
+
+Load it from any scorer checkpoint (an exported semclip folder, a hub id, or a stock CLIP/SigLIP
+for the zero-shot baseline). ``select`` crops with the data layer, encodes every crop of the batch
+in batched passes, reuses the embeddings of texts it has seen, and runs without gradients.
+
+    selector = Selector.from_pretrained("exported/", device="cuda", dtype=torch.bfloat16)
+    [selection] = selector.select([image], ["What color is the star?"], k=1, grid=2)
+    selection.crops[0], selection.boxes[0], selection.scores  # best crop, its box, all n*n scores
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from semclip.data.grid import Box, check_grid, crop_grid
+from semclip.data.images import load_image, pad_to_square
+from semclip.data.prompts import render_input, vlm_prompt_format
+from semclip.data.visualize import draw_grid
+from semclip.models.scorer import RelevanceScorer
+
+
+@dataclass
+class Selection:
+    """The top-k crops of one (image, question) pair and every cell's score (row-major)."""
+
+    indices: list[int]
+    crops: list[Image.Image]
+    boxes: list[Box]
+    scores: list[float]
+    grid: int
+
+
+class Selector:
+    """Thin inference wrapper around a :class:`RelevanceScorer`."""
+
+    def __init__(
+        self, scorer: RelevanceScorer, image_batch_size: int = 256, text_cache_size: int = 4096
+    ) -> None:
+        self.scorer = scorer.eval()
+        self.image_batch_size = image_batch_size
+        self.text_cache_size = text_cache_size
+        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        revision: str | None = None,
+        text_mode: str = "question",
+        **kwargs,
+    ) -> Selector:
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        scorer = RelevanceScorer.from_pretrained(
+            name_or_path, revision=revision, text_mode=text_mode
+        )
+        scorer.model.to(device=device, dtype=dtype)
+        return cls(scorer, **kwargs)
+
+    @torch.no_grad()
+    def text_embeddings(self, texts: Sequence[str]) -> torch.Tensor:
+        """``(len(texts), D)`` normalised embeddings; texts seen before are not re-encoded."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+        if missing:
+            tokens = self.scorer.tokenize(missing)
+            embeddings = self.scorer.encode_text(tokens["input_ids"], tokens["attention_mask"])
+            for text, emb in zip(missing, embeddings):
+                self._text_cache[text] = emb
+                if len(self._text_cache) > self.text_cache_size:
+                    self._text_cache.popitem(last=False)
+        for text in texts:
+            self._text_cache.move_to_end(text)
+        return torch.stack([self._text_cache[t] for t in texts])
+
+    @torch.no_grad()
+    def image_embeddings(self, crops: Sequence[Image.Image]) -> torch.Tensor:
+        """``(len(crops), D)`` normalised embeddings, ``image_batch_size`` crops a forward."""
+        out = []
+        for start in range(0, len(crops), self.image_batch_size):
+            pixels = self.scorer.pixel_values(crops[start : start + self.image_batch_size])
+            out.append(self.scorer.encode_images(pixels))
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def cell_scores(
+        self, images: Sequence[Image.Image], texts: Sequence[str], grid: int
+    ) -> tuple[torch.Tensor, list[list]]:
+        """``(B, n*n)`` scores of each text against its own image's cells, and the cells."""
+        if len(images) != len(texts):
+            raise ValueError(f"{len(images)} images but {len(texts)} questions")
+        check_grid(grid)
+        cells = [crop_grid(load_image(image), grid) for image in images]
+        crops = [cell.image for image_cells in cells for cell in image_cells]
+        image_emb = self.image_embeddings(crops).view(len(images), grid * grid, -1)
+        text_emb = self.text_embeddings(list(texts))
+        scores = self.scorer.logit_scale * torch.einsum("bd,bcd->bc", text_emb, image_emb)
+        return scores.float().cpu(), cells
+
+    def select(
+        self,
+        images: Sequence[Image.Image],
+        questions: Sequence[str],
+        k: int = 1,
+        grid: int = 2,
+    ) -> list[Selection]:
+        """The top-``k`` crops of each (image, question) pair, best first."""
+        check_grid(grid)
+        if not 1 <= k <= grid * grid:
+            raise ValueError(f"k must be in 1..{grid * grid} for a {grid}x{grid} grid, got {k}")
+        scores, cells = self.cell_scores(images, questions, grid)
+        selections = []
+        for row, image_cells in zip(scores, cells):
+            top = torch.topk(row, k).indices.tolist()
+            selections.append(
+                Selection(
+                    indices=top,
+                    crops=[image_cells[i].image for i in top],
+                    boxes=[image_cells[i].box for i in top],
+                    scores=row.tolist(),
+                    grid=grid,
+                )
+            )
+        return selections
+
+
+def vlm_inputs(
+    processor,
+    image: Image.Image,
+    selection: Selection,
+    prompt: str,
+    prompt_format: str = "auto",
+    model_type: str = "llava",
+):
+    """Processor inputs for a LLaVA-style VLM: the overview plus the selected crop(s), padded to
+    square, with the prompt rendered exactly as the labeling stage rendered it."""
+    fmt = vlm_prompt_format(prompt_format, model_type)
+    mean = getattr(processor.image_processor, "image_mean", None)
+    background = tuple(round(255 * m) for m in mean) if mean else None
+    views = [load_image(image), *selection.crops]
+    text = render_input(processor, fmt, prompt, len(views))
+    squared = [pad_to_square(view, background) for view in views]
+    return processor(images=squared, text=text, return_tensors="pt")
+
+
+def selection_picture(
+    image: Image.Image, selection: Selection, question: str, width: int = 360
+) -> Image.Image:
+    """The image with its grid, each cell tinted by score, the chosen cell(s) outlined in red and
+    the question underneath."""
+    return draw_grid(
+        load_image(image),
+        selection.grid,
+        scores=selection.scores,
+        chosen=selection.indices,
+        caption=question,
+        width=width,
+    )

@@ -1,0 +1,231 @@
+"""Evaluation from a labelled split, with no VLM re-run: the label set already holds, for every
+question, whether the evaluator answered right with each cell and with the overview alone.
+
+Rows (accuracy over the labelled questions):
+
+- overview only: the VLM on the overview alone (``base_correct``);
+- random crop: the expected accuracy of a uniformly random cell (mean of ``cell_correct``);
+- majority vote: the most common predicted letter over the cells (ties: highest summed
+  probability), right or wrong;
+- oracle: some cell is right (the paper's upper bound);
+- each scorer: the cell it scores highest; for k > 1, "top-k any": some of its k best cells is
+  right (an upper bound for feeding k crops, which the single-crop labels cannot measure exactly).
+
+Ranking metrics (hit rate, MRR, pairwise accuracy) of each scorer are computed on the questions that
+have both a positive and a negative cell. Results go to JSON, a Markdown table laid out like the
+paper's Table 2, and a bar chart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from semclip.data.images import ImageError, load_image
+from semclip.data.labels import read_info, read_labels
+from semclip.data.scienceqa import load_qa_dataset
+from semclip.models.scorer import scorer_text
+from semclip.models.selector import Selector
+from semclip.training.metrics import RankingMetrics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate."""
+
+    labels_dir: str
+    """Folder of the label set."""
+    split: str = "test"
+    """Labelled split to evaluate on."""
+    scorers: dict[str, str] = field(default_factory=dict)
+    """Scorer name -> hub id or folder (e.g. ``zero-shot`` -> a stock CLIP)."""
+    ks: list[int] = field(default_factory=lambda: [1])
+    """Crops per question to report for each scorer."""
+    dataset: str | None = None
+    """Source dataset; default: the one in ``labelset.json``."""
+    batch_size: int = 32
+    """Questions scored per batch."""
+    device: str | None = None
+    """Device for the scorers."""
+    out_dir: str = "eval"
+    """Where results.json, table.md and accuracy.png go."""
+
+
+def majority_correct(row: dict[str, Any]) -> bool:
+    """Whether the majority letter over the cells is right (ties: highest summed probability)."""
+    letters = row["letters"]
+    votes = Counter(p for p in row["cell_pred"] if p in letters)
+    if not votes:
+        return False
+    top = max(votes.values())
+    tied = [letter for letter, count in votes.items() if count == top]
+    mass = {letter: 0.0 for letter in tied}
+    for logprobs in row["cell_logprobs"]:
+        norm = math.log(sum(math.exp(v) for v in logprobs))
+        for letter in tied:
+            mass[letter] += math.exp(logprobs[letters.index(letter)] - norm)
+    winner = max(tied, key=lambda letter: (mass[letter], -letters.index(letter)))
+    return winner == letters[row["answer"]]
+
+
+def baseline_rows(rows: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
+    """Per-question correctness (0..1) of the scorer-free rows."""
+    return {
+        "overview only": [float(r["base_correct"]) for r in rows],
+        "random crop": [sum(r["cell_correct"]) / len(r["cell_correct"]) for r in rows],
+        "majority vote": [float(majority_correct(r)) for r in rows],
+        "oracle": [float(any(r["cell_correct"])) for r in rows],
+    }
+
+
+def scorer_rows(
+    name: str, scores: torch.Tensor, rows: Sequence[dict[str, Any]], ks: Sequence[int]
+) -> dict[str, list[float]]:
+    """Per-question correctness of a scorer's top-1 cell, and "top-k any" for k > 1."""
+    out = {}
+    for k in ks:
+        top = torch.topk(scores, k, dim=1).indices.tolist()
+        label = name if k == 1 else f"{name} top-{k} any"
+        out[label] = [float(any(r["cell_correct"][i] for i in t)) for r, t in zip(rows, top)]
+    return out
+
+
+def score_split(
+    selector: Selector,
+    rows: Sequence[dict[str, Any]],
+    source,
+    batch_size: int,
+) -> torch.Tensor:
+    """``(Q, n*n)`` scores of every labelled question's cells (cut as the labels recorded)."""
+    grid = rows[0]["grid_n"]
+    out = []
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        examples = [source[r["row"]] for r in batch]
+        images, texts = [], []
+        for row, example in zip(batch, examples):
+            try:
+                images.append(load_image(example["image"]))
+            except ImageError as err:  # labelled once, unreadable now: the data changed under us
+                raise ValueError(f"{row['qid']}: image no longer readable ({err})") from err
+            choices = [str(c) for c in example["choices"]]
+            texts.append(
+                scorer_text(
+                    example["question"], example["hint"] or "", choices, selector.scorer.text_mode
+                )
+            )
+        scores, cells = selector.cell_scores(images, texts, grid)
+        for row, image_cells in zip(batch, cells):
+            if [list(c.box) for c in image_cells] != row["cell_boxes"]:
+                raise ValueError(f"{row['qid']}: cell boxes differ from the labelled ones")
+        out.append(scores)
+    return torch.cat(out)
+
+
+def evaluate(config: EvalConfig) -> dict[str, Any]:
+    """Compute every row; write results.json, table.md and accuracy.png to ``config.out_dir``."""
+    info = read_info(config.labels_dir)
+    key = info.provenance.resume_key if info else None
+    rows = [
+        r
+        for r in read_labels(config.labels_dir, config.split, key).to_pylist()
+        if r["status"] == "labelled"
+    ]
+    if not rows:
+        raise ValueError(f"no labelled questions in split {config.split!r} of {config.labels_dir}")
+    accuracy = baseline_rows(rows)
+    ranking: dict[str, dict[str, float]] = {}
+    rankable = torch.tensor([any(r["cell_correct"]) and not all(r["cell_correct"]) for r in rows])
+    labels = torch.tensor([r["cell_correct"] for r in rows])
+    if config.scorers:
+        source_name = config.dataset or (info.dataset if info else None)
+        if source_name is None:
+            raise ValueError("pass the source dataset: the label set has no labelset.json")
+        source = load_qa_dataset(source_name, config.split)
+        for name, path in config.scorers.items():
+            logger.info("scoring %d questions with %s (%s)", len(rows), name, path)
+            selector = Selector.from_pretrained(path, device=config.device)
+            scores = score_split(selector, rows, source, config.batch_size)
+            accuracy.update(scorer_rows(name, scores, rows, config.ks))
+            metric = RankingMetrics()
+            metric.update(scores[rankable], labels[rankable])
+            ranking[name] = {k: float(v) for k, v in metric.compute().items()}
+    subjects = sorted({r["subject"] or "-" for r in rows})
+    per_subject: dict[str, dict[str, float]] = defaultdict(dict)
+    for method, values in accuracy.items():
+        for subject in subjects:
+            picked = [v for v, r in zip(values, rows) if (r["subject"] or "-") == subject]
+            per_subject[method][subject] = sum(picked) / len(picked)
+    results = {
+        "split": config.split,
+        "questions": len(rows),
+        "rankable_questions": int(rankable.sum()),
+        "evaluator": info.provenance.evaluator if info else None,
+        "grid_n": rows[0]["grid_n"],
+        "accuracy": {m: sum(v) / len(v) for m, v in accuracy.items()},
+        "per_subject": dict(per_subject),
+        "ranking": ranking,
+    }
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    (out / "table.md").write_text(markdown_table(results), encoding="utf-8")
+    bar_chart(results["accuracy"], f"accuracy on {config.split} ({len(rows)} questions)").save(
+        out / "accuracy.png"
+    )
+    return results
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """Rows = methods, columns = overall accuracy, per subject, then ranking metrics."""
+    subjects = sorted(next(iter(results["per_subject"].values()), {}))
+    show_subjects = subjects if len(subjects) > 1 else []
+    header = ["Method", "Accuracy", *show_subjects, "Hit rate", "MRR"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, acc in results["accuracy"].items():
+        rank = results["ranking"].get(method, {})
+        cells = [method, f"{100 * acc:.1f}"]
+        cells += [f"{100 * results['per_subject'][method][s]:.1f}" for s in show_subjects]
+        cells += [
+            f"{100 * rank['hit_rate']:.1f}" if rank else "",
+            f"{rank['mrr']:.3f}" if rank else "",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    note = (
+        f"\n{results['questions']} labelled questions of split `{results['split']}` "
+        f"(grid {results['grid_n']}x{results['grid_n']}, evaluator `{results['evaluator']}`); "
+        f"hit rate and MRR on the {results['rankable_questions']} questions with both a right "
+        "and a wrong cell.\n"
+    )
+    return "\n".join(lines) + "\n" + note
+
+
+def bar_chart(values: dict[str, float], title: str, width: int = 640) -> Image.Image:
+    """A horizontal bar chart of accuracies (0..1), drawn with Pillow."""
+    font = ImageFont.load_default()
+    bar_h, gap, left, top = 22, 8, 200, 34
+    height = top + len(values) * (bar_h + gap) + 10
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((10, 10), title, fill="black", font=font)
+    span = width - left - 60
+    for i, (name, value) in enumerate(values.items()):
+        y = top + i * (bar_h + gap)
+        color = (70, 130, 180) if name not in ("oracle", "overview only") else (160, 160, 160)
+        draw.rectangle((left, y, left + int(span * value), y + bar_h), fill=color)
+        draw.text((10, y + 5), name[:30], fill="black", font=font)
+        draw.text(
+            (left + int(span * value) + 6, y + 5), f"{100 * value:.1f}%", fill="black", font=font
+        )
+    return image
