@@ -36,7 +36,7 @@ def draw_grid(
         tint = ImageDraw.Draw(overlay)
         for box, score in zip(boxes, scores):
             level = (score - lo) / (hi - lo) if hi > lo else 0.5
-            tint.rectangle(box, fill=(255, 140, 0, int(30 + 130 * level)))
+            tint.rectangle(box, fill=(255, 140, 0, int(110 * level)))  # best cell: strongest
         canvas = Image.alpha_composite(canvas.convert("RGBA"), overlay).convert("RGB")
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
