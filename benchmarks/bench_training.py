@@ -24,11 +24,19 @@ from semclip.models.scorer import RelevanceScorer
 from semclip.models.tiny import TinyClipConfig, build_tiny_clip
 from semclip.training.losses import MarginRankingLoss
 
+#: CPU stand-ins: "tiny" is the demo's scorer, "small" a CLIP 4x its compute per crop.
+CPU_MODELS = {
+    "tiny": TinyClipConfig(),
+    "small": TinyClipConfig(image_size=64, patch_size=8, hidden_size=128, num_layers=4),
+}
 
-def make_scorer(real_shape: bool, device: str, dtype: torch.dtype) -> RelevanceScorer:
+
+def make_scorer(
+    real_shape: bool, device: str, dtype: torch.dtype, size: str = "small"
+) -> RelevanceScorer:
     folder = tempfile.mkdtemp(prefix="semclip-bench-")
-    small = TinyClipConfig(image_size=64, patch_size=8, hidden_size=128, num_layers=4)
-    build_tiny_clip(folder, TinyClipConfig(image_size=224, patch_size=14) if real_shape else small)
+    config = TinyClipConfig(image_size=224, patch_size=14) if real_shape else CPU_MODELS[size]
+    build_tiny_clip(folder, config)
     scorer = RelevanceScorer.from_pretrained(folder)
     if real_shape:  # swap in a random CLIP ViT-L/14 of the real shape, same processor
         from transformers import CLIPConfig, CLIPModel

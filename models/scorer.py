@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -88,9 +89,53 @@ class ScorerPreprocessor:
         return tokens
 
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Processor pixels of images padded to square: ``(N, C, H, W)``."""
+        """Processor pixels of images padded to square: ``(N, C, H, W)``.
+
+        For CLIP-style processors (resize a square to ``side``, no effective crop, rescale,
+        normalise) the same PIL resize is followed by one batched rescale and normalise: equal to
+        the processor's output (a parity test checks it) and about twice as fast.
+        """
         squared = [pad_to_square(img.convert("RGB"), self.background) for img in images]
-        return self.processor.image_processor(squared, return_tensors="pt")["pixel_values"]
+        side = self._fast_side()
+        if side is None or not squared:
+            return self.processor.image_processor(squared, return_tensors="pt")["pixel_values"]
+        resample = self.processor.image_processor.resample
+        resized = [
+            img if img.size == (side, side) else img.resize((side, side), resample)
+            for img in squared
+        ]
+        array = torch.from_numpy(np.stack([np.asarray(img) for img in resized]))  # (N, H, W, 3)
+        pixels = array.permute(0, 3, 1, 2).float() * self._rescale
+        return (pixels - self._mean) / self._std
+
+    def _fast_side(self) -> int | None:
+        """The square input side when the batched path reproduces the processor, else None."""
+        if hasattr(self, "_side"):
+            return self._side
+        proc, side = self.processor.image_processor, None
+        size = getattr(proc, "size", None) or {}
+        crop = getattr(proc, "crop_size", None) or {}
+        get = (lambda d, k: d.get(k)) if isinstance(size, dict) else getattr
+        shortest = get(size, "shortest_edge")
+        crop_h, crop_w = get(crop, "height") if crop else None, get(crop, "width") if crop else None
+        standard = (
+            type(proc).__name__.startswith("CLIPImageProcessor")
+            and getattr(proc, "do_resize", False)
+            and getattr(proc, "do_rescale", False)
+            and getattr(proc, "do_normalize", False)
+            and isinstance(getattr(proc, "resample", None), int)
+        )
+        if (
+            standard
+            and shortest
+            and (not getattr(proc, "do_center_crop", False) or crop_h == crop_w == shortest)
+        ):
+            side = int(shortest)
+            self._rescale = float(proc.rescale_factor)
+            self._mean = torch.tensor(proc.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+            self._std = torch.tensor(proc.image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        self._side = side
+        return side
 
 
 class RelevanceScorer(nn.Module):

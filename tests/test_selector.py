@@ -77,3 +77,17 @@ def test_picture(selector, pairs, tmp_path):
     picture = selection_picture(images[0], sel, questions[0])
     picture.save(tmp_path / "p.png")
     assert picture.width == 360 and picture.height > 360
+
+
+@pytest.mark.parametrize("size", [(17, 17), (64, 64), (97, 40), (30, 81), (32, 32), (5, 9)])
+def test_fast_preprocessing_equals_the_processor(selector, size):
+    from PIL import Image
+
+    from semclip.data.images import pad_to_square
+
+    pre = selector.scorer.preprocess
+    assert pre._fast_side() == 32  # the tiny CLIP takes the fast path
+    images = [Image.effect_noise(size, 30 + i).convert("RGB") for i in range(3)]
+    squared = [pad_to_square(img, pre.background) for img in images]
+    expected = pre.processor.image_processor(squared, return_tensors="pt")["pixel_values"]
+    assert_close(pre.pixel_values(images), expected, atol=1e-6, rtol=0)
