@@ -148,6 +148,12 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
     return gray.convert("RGB")
 
 
+def processor_background(image_processor) -> tuple[int, ...] | None:
+    """The padding colour for a processor: its image mean as 0-255 RGB (LLaVA-1.5's choice)."""
+    mean = getattr(image_processor, "image_mean", None)
+    return tuple(round(255 * m) for m in mean) if mean else None
+
+
 def pad_to_square(
     image: Image.Image, background: Sequence[int] | None = CLIP_MEAN_RGB
 ) -> Image.Image:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from semclip.data.images import pad_to_square
+from semclip.data.images import pad_to_square, processor_background
 from semclip.data.labels import UNPARSED, LabelProvenance
 from semclip.data.prompts import (
     DEFAULT_TEMPLATE,
@@ -169,8 +169,7 @@ class HFEvaluator:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.image_token_id = self._image_token_id()
-        mean = getattr(self.processor.image_processor, "image_mean", None)
-        self.background = tuple(round(255 * m) for m in mean) if mean else None
+        self.background = processor_background(self.processor.image_processor)
         self.prompt_format = resolve_prompt_format(config, self.model.config.model_type)
         self._cache_kw = _cache_keyword(self.model)
         self._letter_ids: dict[tuple[str, ...], list[int]] = {}

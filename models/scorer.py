@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from semclip.data.images import pad_to_square
+from semclip.data.images import pad_to_square, processor_background
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,7 @@ class ScorerPreprocessor:
         self.processor = processor
         self.max_text_tokens = max_text_tokens
         self.padding = "max_length" if model_type.startswith("siglip") else True
-        mean = getattr(processor.image_processor, "image_mean", None)
-        self.background = tuple(round(255 * m) for m in mean) if mean else None
+        self.background = processor_background(processor.image_processor)
         self.truncated_texts = 0
         self._warned = False
 

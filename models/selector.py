@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from semclip.data.grid import Box, check_grid, crop_grid
-from semclip.data.images import load_image, pad_to_square
+from semclip.data.images import load_image, pad_to_square, processor_background
 from semclip.data.prompts import render_input, vlm_prompt_format
 from semclip.data.visualize import draw_grid
 from semclip.models.scorer import RelevanceScorer
@@ -142,8 +142,7 @@ def vlm_inputs(
     """Processor inputs for a LLaVA-style VLM: the overview plus the selected crop(s), padded to
     square, with the prompt rendered exactly as the labeling stage rendered it."""
     fmt = vlm_prompt_format(prompt_format, model_type)
-    mean = getattr(processor.image_processor, "image_mean", None)
-    background = tuple(round(255 * m) for m in mean) if mean else None
+    background = processor_background(processor.image_processor)
     views = [load_image(image), *selection.crops]
     text = render_input(processor, fmt, prompt, len(views))
     squared = [pad_to_square(view, background) for view in views]

@@ -8,6 +8,7 @@ demo and the tests exercise the real loading paths without a hub.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,19 +73,60 @@ class TinyLlavaConfig:
     """Seed for the random weights."""
 
 
-def _byte_level_bpe(vocab_size: int, special: list[str]):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+def _learn_merges(words: Counter[tuple[str, ...]], budget: int) -> list[tuple[str, str]]:
+    """Byte-pair merges, most frequent pair first, ties broken by the pair itself.
 
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    A plain deterministic learner: ``tokenizers``' trainer breaks ties in hash order, which made
+    the tiny tokenizers (and every token id) differ from one build to the next.
+    """
+    merges: list[tuple[str, str]] = []
+    while len(merges) < budget:
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word, count in words.items():
+            for pair in zip(word, word[1:]):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        if pairs[best] < 2:
+            break
+        merges.append(best)
+        merged: Counter[tuple[str, ...]] = Counter()
+        for word, count in words.items():
+            out, i = [], 0
+            while i < len(word):
+                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
+                    out.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            merged[tuple(out)] += count
+        words = merged
+    return merges
+
+
+def _vocab(base: list[str], merges: list[tuple[str, str]]) -> dict[str, int]:
+    vocab: dict[str, int] = {}
+    for token in [*base, *(a + b for a, b in merges)]:
+        vocab.setdefault(token, len(vocab))
+    return vocab
+
+
+def _byte_level_bpe(vocab_size: int, special: list[str]):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    pre = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    words: Counter[tuple[str, ...]] = Counter()
+    for line in _corpus():
+        for piece, _ in pre.pre_tokenize_str(line):
+            words[tuple(piece)] += 1
+    base = [*special, *sorted(pre_tokenizers.ByteLevel.alphabet())]
+    merges = _learn_merges(words, vocab_size - len(base))
+    tok = Tokenizer(models.BPE(vocab=_vocab(base, merges), merges=merges, unk_token=None))
+    tok.pre_tokenizer = pre
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=special,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.add_special_tokens(special)
     bos = tok.token_to_id("<s>")
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
@@ -199,30 +241,20 @@ class TinyClipConfig:
 
 def _clip_vocab(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """A CLIP-format BPE (byte-level symbols, ``</w>`` word ends) learned from the corpus."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import pre_tokenizers
 
-    tok = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
+    pre = pre_tokenizers.Sequence(
         [pre_tokenizers.Whitespace(), pre_tokenizers.ByteLevel(add_prefix_space=False)]
     )
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|startoftext|>", "<|endoftext|>"],
-        initial_alphabet=alphabet,
-        end_of_word_suffix="</w>",
-        show_progress=False,
-    )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
-    state = json.loads(tok.to_str())["model"]
-    vocab: dict[str, int] = dict(state["vocab"])
-    # CLIP's tokenizer expects every byte symbol also as a word end.
-    for symbol in sorted(alphabet):
-        vocab.setdefault(symbol, len(vocab))
-        vocab.setdefault(symbol + "</w>", len(vocab))
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
-    return vocab, merges
+    words: Counter[tuple[str, ...]] = Counter()
+    for line in _corpus():
+        for piece, _ in pre.pre_tokenize_str(line.lower()):
+            words[(*piece[:-1], piece[-1] + "</w>")] += 1
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    # CLIP's tokenizer expects every byte symbol, alone and as a word end.
+    base = ["<|startoftext|>", "<|endoftext|>", *alphabet, *(a + "</w>" for a in alphabet)]
+    merges = _learn_merges(words, vocab_size - len(base))
+    return _vocab(base, merges), merges
 
 
 def build_tiny_clip(out_dir: str | Path, config: TinyClipConfig | None = None) -> Path:
@@ -241,7 +273,7 @@ def build_tiny_clip(out_dir: str | Path, config: TinyClipConfig | None = None) -
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     vocab, merges = _clip_vocab(config.vocab_size)
-    (out / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (out / "vocab.json").write_text(json.dumps(vocab, sort_keys=True), encoding="utf-8")
     merge_lines = ["#version: 0.2", *(f"{a} {b}" for a, b in merges)]
     (out / "merges.txt").write_text("\n".join(merge_lines) + "\n", encoding="utf-8")
     tokenizer = CLIPTokenizer.from_pretrained(out)

@@ -55,3 +55,16 @@ def test_tiny_clip_reloads_and_scores(tiny_clip_dir):
         out = model(**inputs)
     assert out.logits_per_image.shape == (2, 2)
     assert torch.isfinite(out.logits_per_image).all()
+
+
+def test_tiny_tokenizers_are_deterministic(tiny_clip_dir, tiny_llava_dir, tmp_path):
+    from pathlib import Path
+
+    from semclip.models.tiny import build_tiny_clip, build_tiny_llava
+
+    clip, llava = build_tiny_clip(tmp_path / "c"), build_tiny_llava(tmp_path / "l")
+    for name in ("vocab.json", "merges.txt", "model.safetensors"):
+        assert (clip / name).read_bytes() == (Path(tiny_clip_dir) / name).read_bytes(), name
+    assert (llava / "tokenizer.json").read_bytes() == (
+        Path(tiny_llava_dir) / "tokenizer.json"
+    ).read_bytes()
