@@ -32,8 +32,11 @@ def test_wheel_contains_only_semclip(tmp_path):
     for module in (
         "semclip/__init__.py",
         "semclip/data/grid.py",
-        "semclip/data/images.py",
+        "semclip/label.py",
+        "semclip/train.py",
+        "semclip/evaluate.py",
         "semclip/demo.py",
+        "semclip/configs/train_demo.yaml",
         "semclip/models/tiny.py",
         "semclip/labeling/__init__.py",
         "semclip/training/__init__.py",
@@ -42,4 +45,5 @@ def test_wheel_contains_only_semclip(tmp_path):
     assert not any(name.startswith("semclip/tests/") for name in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "semclip-demo = semclip.demo:main" in text
+    for script in ("label", "train", "evaluate", "demo"):
+        assert f"semclip-{script} = semclip.{script}:main" in text
