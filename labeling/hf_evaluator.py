@@ -226,6 +226,20 @@ class HFEvaluator:
         squared = [pad_to_square(img, self.background) for img in images]
         return self.processor(images=squared, text=text, return_tensors="pt")
 
+    def _item_pixels(self, item: LabelItem, two: dict[str, torch.Tensor]):
+        """The overview's and every cell's pixels; the two the processor already made for the
+        token ids (overview, first cell) are reused rather than computed again."""
+        if set(two) - _PROCESSOR_KEYS or two["pixel_values"].dim() != 4:
+            raise ValueError(
+                f"one-forward scoring supports processors that return {sorted(_PROCESSOR_KEYS)} "
+                f"with one pixel tensor per image (LLaVA-1.5 style); {self.config.model} returns "
+                f"{sorted(two)}: use --mode generate"
+            )
+        done = two["pixel_values"].to(self.device, self.dtype)
+        rest = [c.image for c in item.cells[1:]]
+        cells = torch.cat([done[1:2], self._pixels(rest)]) if rest else done[1:2]
+        return done[0], cells
+
     # ------------------------------------------------------------------ scoring
     def score(self, items: Sequence[LabelItem]) -> list[ItemScores]:
         with torch.inference_mode():
@@ -240,8 +254,7 @@ class HFEvaluator:
         for item in items:
             two = self._encode(self.render(item.prompt, 2), [item.overview, item.cells[0].image])
             one = self._encode(self.render(item.prompt, 1), [item.overview])
-            overview = self._pixels([item.overview])[0]
-            cells = self._pixels([c.image for c in item.cells])
+            overview, cells = self._item_pixels(item, two)
             for cell in cells:
                 rows.append(_Row(two["input_ids"][0], [overview, cell]))
             rows.append(_Row(one["input_ids"][0], [overview]))
@@ -253,21 +266,15 @@ class HFEvaluator:
         for i, item in enumerate(items):
             two = self._encode(self.render(item.prompt, 2), [item.overview, item.cells[0].image])
             one = self._encode(self.render(item.prompt, 1), [item.overview])
-            if set(two) - _PROCESSOR_KEYS or two["pixel_values"].dim() != 4:
-                raise ValueError(
-                    f"prefix sharing supports processors that return {sorted(_PROCESSOR_KEYS)} "
-                    f"with one pixel tensor per image; {self.config.model} returns {sorted(two)}: "
-                    "pass --no-prefix-sharing"
-                )
             ids, base_ids = two["input_ids"][0], one["input_ids"][0]
             positions = (ids == self.image_token_id).nonzero().flatten().tolist()
             runs = [p for j, p in enumerate(positions) if j == 0 or positions[j - 1] != p - 1]
             if len(runs) != 2:
                 raise ValueError(f"expected two image-token runs in the prompt, found {len(runs)}")
             split = runs[1]
-            overview = self._pixels([item.overview])[0]
+            overview, cells = self._item_pixels(item, two)
             prefixes.append((ids[:split], overview))
-            for cell in self._pixels([c.image for c in item.cells]):
+            for cell in cells:
                 rows.append(_Row(ids[split:], [cell], prefix=i))
             if torch.equal(base_ids[:split], ids[:split]):
                 rows.append(_Row(base_ids[split:], [], prefix=i))

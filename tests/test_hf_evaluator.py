@@ -118,3 +118,11 @@ def test_pad_to_square_before_the_processor(tiny_llava_dir):
 )
 def test_parse_answer_like_lmms_eval(text, expected):
     assert parse_answer(text, ["A", "B", "C", "D"]) == expected
+
+
+def test_processors_without_per_image_pixels_are_a_clear_error(tiny_llava_dir, records):
+    ev = evaluator(tiny_llava_dir, 2)
+    real = ev._encode
+    ev._encode = lambda text, images: {**real(text, images), "image_sizes": torch.ones(1, 2)}
+    with pytest.raises(ValueError, match="use --mode generate"):
+        ev.score([prepare_item(records[0], 2)])
