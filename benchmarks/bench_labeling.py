@@ -15,6 +15,7 @@ dominate as they do in the 7B model.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         "--max-rows", type=int, help="rows per forward in (b), (c) (default: 5 on CPU, 64 on GPU)"
     )
     parser.add_argument("--max-new-tokens", type=int, default=2, help="(a): a letter and EOS")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median counts")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     # CPU allocators page-fault on very large activations: moderate batches are fastest there.
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"model: {'LLaVA-1.5-7B shape' if args.real_shape else 'LLaVA, real geometry, 2 layers'}"
         f" on {args.device} ({dtype}); {args.questions} questions, grid {args.grid}x{args.grid}, "
-        f"prompt {prompt_tokens} tokens, {576} tokens an image"
+        f"prompt {prompt_tokens} tokens, {576} tokens an image; median of {args.repeats} runs"
     )
     ways = {
         "a": (
@@ -153,20 +155,26 @@ def main(argv: list[str] | None = None) -> int:
     }
     evaluator(prefix_sharing=True).score(items[:1])  # warm-up
     rates = {}
-    for key, (name, ev, per_call) in ways.items():
-        counter.total = 0
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for i in range(0, len(items), per_call):
-            ev.score(items[i : i + per_call])
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-        rates[key] = len(items) / seconds
+    # the three ways take turns, run after run, so that drift on the machine hits them alike
+    seconds: dict[str, list[float]] = {key: [] for key in ways}
+    tokens: dict[str, int] = {}
+    for _ in range(args.repeats):
+        for key, (_, ev, per_call) in ways.items():
+            counter.total = 0
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for i in range(0, len(items), per_call):
+                ev.score(items[i : i + per_call])
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            seconds[key].append(time.perf_counter() - start)
+            tokens[key] = counter.total
+    for key, (name, _, _) in ways.items():
+        rates[key] = len(items) / statistics.median(seconds[key])
         print(
             f"({key}) {name:42s} {rates[key]:8.3f} questions/s   "
-            f"{counter.total / len(items):8.0f} LM tokens/question"
+            f"{tokens[key] / len(items):8.0f} LM tokens/question"
         )
     print(
         f"ratio c/a = {rates['c'] / rates['a']:.2f}x   ratio c/b = {rates['c'] / rates['b']:.2f}x"

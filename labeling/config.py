@@ -71,7 +71,7 @@ class LabelConfig:
     """Which part this job labels (0-based)."""
     accelerator: str = "auto"
     """Lightning accelerator: auto, cpu, gpu."""
-    devices: str = "1"
+    devices: str | int = "1"
     """Lightning devices per node: a count, ``auto``, or a list such as ``0,1``."""
     num_nodes: int = 1
     """Nodes (multi-node through Lightning's cluster environments)."""

@@ -170,11 +170,15 @@ class LabelingModule(pl.LightningModule):
             self._bar.close()
 
 
-def _devices(value: str) -> Any:
-    if value == "auto":
+def _devices(value: Any) -> Any:
+    """``--devices`` as Lightning takes it: ``auto``, a count, or a list of indices."""
+    if isinstance(value, (int, list)):
         return value
+    value = str(value).strip()
+    if value in ("auto", "-1"):
+        return "auto" if value == "auto" else -1
     if "," in value:
-        return [int(v) for v in value.split(",") if v]
+        return [int(v) for v in value.split(",") if v.strip()]
     return int(value)
 
 

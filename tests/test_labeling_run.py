@@ -183,3 +183,10 @@ def test_hf_evaluator_through_the_job(synthetic_dir, tiny_llava_dir, tmp_path):
     assert table.column("evaluator").to_pylist() == [tiny_llava_dir] * 3
     cfg.limit = 4
     assert run_labeling(cfg)["splits"]["train"]["labelled_this_run"] == 1
+
+
+def test_devices_as_lightning_takes_them():
+    from semclip.labeling.run import _devices
+
+    assert _devices("auto") == "auto" and _devices("2") == 2 and _devices(2) == 2
+    assert _devices("0,1") == [0, 1] and _devices([0, 3]) == [0, 3] and _devices("-1") == -1
