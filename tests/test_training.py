@@ -217,3 +217,21 @@ def test_freezing_a_tower(tiny_clip_dir):
     assert not params["text_projection.weight"].requires_grad
     assert params["visual_projection.weight"].requires_grad
     assert module.scorer.model.training  # from_pretrained gave eval mode; training needs train
+
+
+def test_two_processes_validate_every_question_once(small_labels, tiny_clip_dir, tmp_path):
+    from semclip.training.data import UnpaddedDistributedSampler
+
+    shards = [list(UnpaddedDistributedSampler(range(7), 2, r)) for r in range(2)]
+    assert shards == [[0, 2, 4, 6], [1, 3, 5]]
+    run = cli(
+        tmp_path,
+        small_labels,
+        tiny_clip_dir,
+        "--trainer.max_epochs=1",
+        "--trainer.devices=2",
+        "--trainer.strategy=ddp_spawn",
+    )
+    run.trainer.fit(run.model, run.datamodule)
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+    assert (tmp_path / "export" / "model.safetensors").exists()

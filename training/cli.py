@@ -22,6 +22,14 @@ from semclip.training.export import ExportBest, export_checkpoint
 from semclip.training.module import ScorerModule
 
 
+def _checkpoint_dir(root: str | None) -> str:
+    return os.path.join(root or ".", "checkpoints")
+
+
+def _export_dir(root: str | None) -> str:
+    return os.path.join(root or ".", "export")
+
+
 class ScorerCLI(LightningCLI):
     """Checkpoints under ``{default_root_dir}/checkpoints``: the best by validation hit rate, and
     ``last.ckpt`` so that ``--ckpt_path last`` resumes."""
@@ -46,13 +54,13 @@ class ScorerCLI(LightningCLI):
         parser.link_arguments(
             "trainer.default_root_dir",
             "checkpoint.dirpath",
-            compute_fn=lambda root: os.path.join(root or ".", "checkpoints"),
+            compute_fn=_checkpoint_dir,
         )
         parser.add_lightning_class_args(ExportBest, "export")
         parser.link_arguments(
             "trainer.default_root_dir",
             "export.dirpath",
-            compute_fn=lambda root: os.path.join(root or ".", "export"),
+            compute_fn=_export_dir,
         )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from semclip.data.images import load_image
 from semclip.data.labels import read_info, read_labels
@@ -168,6 +168,23 @@ class EpochShuffleSampler(Sampler[int]):
         return self.size
 
 
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Each rank takes every world-th question, in order, with no padding: every validation or test
+    question counts exactly once (Lightning's default sampler repeats some to even the ranks out).
+    Being a ``DistributedSampler``, Lightning leaves it in place."""
+
+    def __init__(self, dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.indices = list(range(rank, len(dataset), num_replicas))
+        self.num_samples = len(self.indices)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
 class ScorerDataModule(pl.LightningDataModule):
     """Label shards + source dataset -> batches of questions with their cells."""
 
@@ -260,8 +277,16 @@ class ScorerDataModule(pl.LightningDataModule):
             )
         return self._loader("train", EpochShuffleSampler(size, self.hparams.seed))
 
+    def _eval_sampler(self, name: str):
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return None
+        if len(self._sets[name]) < trainer.world_size:
+            return None  # a rank would get nothing: let Lightning's padding sampler do it
+        return UnpaddedDistributedSampler(self._sets[name], trainer.world_size, trainer.global_rank)
+
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return self._loader("val", self._eval_sampler("val"))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self._loader("test", self._eval_sampler("test"))

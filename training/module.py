@@ -7,6 +7,7 @@ import math
 
 import lightning.pytorch as pl
 import torch
+from torchmetrics import MeanMetric
 
 from semclip.models.scorer import DEFAULT_SCORER, RelevanceScorer
 from semclip.training.losses import build_loss
@@ -50,6 +51,7 @@ class ScorerModule(pl.LightningModule):
         self.save_hyperparameters()
         self.criterion = build_loss(loss, margin)
         self.val_metrics = RankingMetrics()
+        self.val_loss = MeanMetric()
         self.test_metrics = RankingMetrics()
         self.scorer: RelevanceScorer = RelevanceScorer.from_pretrained(
             model, revision=revision, text_mode=text_mode
@@ -92,15 +94,18 @@ class ScorerModule(pl.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         scores = self(batch)
         losses = self.criterion(scores, batch["labels"], batch["soft"])
-        self.log("val/loss", sum(losses.values()), batch_size=scores.shape[0], sync_dist=True)
+        # a metric, synced once at epoch end: ranks may hold different numbers of batches
+        self.val_loss.update(sum(losses.values()), weight=scores.shape[0])
         self.val_metrics.update(scores, batch["labels"])
 
     def on_validation_epoch_end(self) -> None:
         computed = self.val_metrics.compute()
         for name, value in computed.items():
             self.log(f"val/{name}", value, prog_bar=name == "hit_rate")
+        self.log("val/loss", self.val_loss.compute())
         self.last_val_metrics = {f"val/{k}": float(v) for k, v in computed.items()}
         self.val_metrics.reset()
+        self.val_loss.reset()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # the metrics of the validation that decided this checkpoint, for the model card
