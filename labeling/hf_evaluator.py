@@ -115,15 +115,11 @@ def _select_cache_rows(cache, index: torch.Tensor):
     return chosen
 
 
-def resolve_prompt_format(config: HFEvaluatorConfig, model_type: str) -> str:
-    return vlm_prompt_format(config.prompt_format, model_type)
-
-
 def provenance_for(
     config: HFEvaluatorConfig, grid: int, processor, model_type: str, device
 ) -> LabelProvenance:
     """The label provenance (and so the resume key) of an HF evaluator; needs no weights."""
-    fmt = resolve_prompt_format(config, model_type)
+    fmt = vlm_prompt_format(config.prompt_format, model_type)
     dtype = resolve_dtype(config.dtype, torch.device(device))
     return LabelProvenance(
         evaluator=config.model,
@@ -170,7 +166,7 @@ class HFEvaluator:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.image_token_id = self._image_token_id()
         self.background = processor_background(self.processor.image_processor)
-        self.prompt_format = resolve_prompt_format(config, self.model.config.model_type)
+        self.prompt_format = vlm_prompt_format(config.prompt_format, self.model.config.model_type)
         self._cache_kw = _cache_keyword(self.model)
         self._letter_ids: dict[tuple[str, ...], list[int]] = {}
         self.provenance = provenance_for(

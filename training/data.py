@@ -66,6 +66,7 @@ def load_groups(
     grids = {r["grid_n"] for r in table}
     if len(grids) > 1:
         raise ValueError(f"{labels_dir} mixes grid sizes {sorted(grids)}: use one resume key")
+    texts = ds.select_columns(["question", "choices", "hint"])  # no image bytes read for text
     for r in table:
         if r["status"] != "labelled":
             left_out[f"skipped:{r['skip_reason']}"] += 1
@@ -76,7 +77,7 @@ def load_groups(
         if all(r["cell_correct"]):
             left_out["no_negative"] += 1
             continue
-        example = ds[r["row"]]
+        example = texts[r["row"]]
         choices = [str(c) for c in example["choices"]]
         if question_id(split, r["row"], example["question"], choices) != r["qid"]:
             raise ValueError(
