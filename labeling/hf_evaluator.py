@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,11 +32,12 @@ from semclip.data.prompts import (
     vlm_prompt_format,
 )
 from semclip.labeling.evaluator import ItemScores, LabelItem
+from semclip.labeling.families import FullRow, family_for, require_packages
+from semclip.labeling.sharing import Row, image_inputs, pad_rows, plan_question, rows_of
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_VLM = "llava-hf/llava-1.5-7b-hf"
-_PROCESSOR_KEYS = {"input_ids", "attention_mask", "pixel_values"}
 
 
 @dataclass
@@ -135,31 +137,26 @@ def provenance_for(
     )
 
 
-@dataclass
-class _Row:
-    """One sequence to score: token ids after the (optional) shared prefix, and its images."""
-
-    ids: torch.Tensor  # (L,)
-    pixels: list[torch.Tensor]  # each (C, H, W), in the order of their image tokens
-    prefix: int = -1  # index of its prefix in the prefix batch, or -1 for none
-
-
 class HFEvaluator:
     """Scores items with a Hugging Face VLM; see the module docstring."""
 
     def __init__(self, config: HFEvaluatorConfig, grid: int, model=None, processor=None) -> None:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
         config.validate()
         self.config = config
         device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = resolve_dtype(config.dtype, device)
         load = dict(revision=config.revision, trust_remote_code=config.trust_remote_code)
+        if model is None:
+            model_type = AutoConfig.from_pretrained(config.model, **load).model_type
+            require_packages(family_for(model_type), config.model)
         self.processor = processor or AutoProcessor.from_pretrained(config.model, **load)
         self.model = model or AutoModelForImageTextToText.from_pretrained(
             config.model, dtype=self.dtype, attn_implementation=config.attn_implementation, **load
         )
         self.model.eval().to(device)
+        self.family = family_for(self.model.config.model_type)
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "right"
         if self.tokenizer.pad_token_id is None:
@@ -167,10 +164,23 @@ class HFEvaluator:
         self.image_token_id = self._image_token_id()
         self.background = processor_background(self.processor.image_processor)
         self.prompt_format = vlm_prompt_format(config.prompt_format, self.model.config.model_type)
+        bos = self.tokenizer.bos_token
+        # one BOS, not two: when the chat template writes it, the tokenizer must not add another
+        self.add_special_tokens = not (bos and self.render("x", 1).startswith(bos))
         self._cache_kw = _cache_keyword(self.model)
         self._letter_ids: dict[tuple[str, ...], list[int]] = {}
+        self.whole_rows = 0  # questions whose rows could not share a prefix (scored whole)
         self.provenance = provenance_for(
             config, grid, self.processor, self.model.config.model_type, device
+        )
+
+    @property
+    def prefix_sharing(self) -> bool:
+        """Whether this evaluator shares prefixes (the config asks and the family allows it)."""
+        return (
+            self.config.prefix_sharing
+            and self.config.mode == "logprob"
+            and self.family.independent_images
         )
 
     # ------------------------------------------------------------------ prompts and tokens
@@ -179,11 +189,15 @@ class HFEvaluator:
         return next(self.model.parameters()).device
 
     def _image_token_id(self) -> int:
-        token = getattr(self.processor, "image_token", None) or "<image>"
-        token_id = self.tokenizer.convert_tokens_to_ids(token)
+        token_id = getattr(self.model.config, "image_token_id", None)
+        if token_id is None:
+            token_id = getattr(self.model.config, "image_token_index", None)
+        if token_id is None:
+            token = getattr(self.processor, "image_token", None) or "<image>"
+            token_id = self.tokenizer.convert_tokens_to_ids(token)
         if token_id is None or token_id == self.tokenizer.unk_token_id:
-            raise ValueError(f"{self.config.model}: cannot find the image token {token!r}")
-        return token_id
+            raise ValueError(f"{self.config.model}: cannot find the image token id")
+        return int(token_id)
 
     def render(self, prompt: str, num_images: int) -> str:
         """The full model input text for ``prompt`` with ``num_images`` images before it."""
@@ -213,97 +227,184 @@ class HFEvaluator:
             self._letter_ids[key] = ids
         return self._letter_ids[key]
 
-    def _pixels(self, images) -> torch.Tensor:
-        squared = [pad_to_square(img, self.background) for img in images]
-        out = self.processor.image_processor(squared, return_tensors="pt")["pixel_values"]
-        return out.to(self.device, self.dtype)
+    def view(self, image):
+        """An image as this family's preprocessing first sees it (square-padded for LLaVA-1.5)."""
+        return pad_to_square(image, self.background) if self.family.square_pad else image
 
-    def _encode(self, text: str, images) -> dict[str, torch.Tensor]:
-        squared = [pad_to_square(img, self.background) for img in images]
-        return self.processor(images=squared, text=text, return_tensors="pt")
+    def process(self, texts: Sequence[str], images: Sequence[Sequence], add_special=None):
+        """The processor on a batch of rows (images nested per row), right-padded, on device."""
+        nested = [[self.view(img) for img in row] for row in images]
+        out = self.processor(
+            text=list(texts),
+            images=nested if any(nested) else None,
+            padding=True,
+            return_tensors="pt",
+            add_special_tokens=self.add_special_tokens if add_special is None else add_special,
+        )
+        return dict(out)
 
-    def _item_pixels(self, item: LabelItem, two: dict[str, torch.Tensor]):
-        """The overview's and every cell's pixels; the two the processor already made for the
-        token ids (overview, first cell) are reused rather than computed again."""
-        if set(two) - _PROCESSOR_KEYS or two["pixel_values"].dim() != 4:
-            raise ValueError(
-                f"one-forward scoring supports processors that return {sorted(_PROCESSOR_KEYS)} "
-                f"with one pixel tensor per image (LLaVA-1.5 style); {self.config.model} returns "
-                f"{sorted(two)}: use --mode generate"
-            )
-        done = two["pixel_values"].to(self.device, self.dtype)
-        rest = [c.image for c in item.cells[1:]]
-        cells = torch.cat([done[1:2], self._pixels(rest)]) if rest else done[1:2]
-        return done[0], cells
+    def _on_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        moved = {}
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device)
+                if value.is_floating_point():
+                    value = value.to(self.dtype)
+            moved[key] = value
+        return moved
 
     # ------------------------------------------------------------------ scoring
     def score(self, items: Sequence[LabelItem]) -> list[ItemScores]:
         with torch.inference_mode():
             if self.config.mode == "generate":
                 return [self._generate_item(item) for item in items]
-            if self.config.prefix_sharing:
+            if self.prefix_sharing:
                 return self._score_shared(items)
             return self._score_plain(items)
 
+    def _rows(self, item: LabelItem) -> list[tuple[str, list]]:
+        """The question's rows as (text, images): every cell beside the overview, then the
+        overview alone."""
+        two, one = self.render(item.prompt, 2), self.render(item.prompt, 1)
+        return [(two, [item.overview, c.image]) for c in item.cells] + [(one, [item.overview])]
+
     def _score_plain(self, items: Sequence[LabelItem]) -> list[ItemScores]:
-        rows = []
-        for item in items:
-            two = self._encode(self.render(item.prompt, 2), [item.overview, item.cells[0].image])
-            one = self._encode(self.render(item.prompt, 1), [item.overview])
-            overview, cells = self._item_pixels(item, two)
-            for cell in cells:
-                rows.append(_Row(two["input_ids"][0], [overview, cell]))
-            rows.append(_Row(one["input_ids"][0], [overview]))
-        logprobs = self._run_rows(rows, None, None)
-        return self._split(items, logprobs)
+        rows = [row for item in items for row in self._rows(item)]
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))  # little padding
+
+        def run(chunk: list[int]) -> list[torch.Tensor]:
+            batch = self.process([rows[i][0] for i in chunk], [rows[i][1] for i in chunk])
+            return self._logprobs(batch)
+
+        return self._split(items, _restore(order, self._chunked(order, run)))
 
     def _score_shared(self, items: Sequence[LabelItem]) -> list[ItemScores]:
-        prefixes, rows, fallback = [], [], []
-        for i, item in enumerate(items):
-            two = self._encode(self.render(item.prompt, 2), [item.overview, item.cells[0].image])
-            one = self._encode(self.render(item.prompt, 1), [item.overview])
-            ids, base_ids = two["input_ids"][0], one["input_ids"][0]
-            positions = (ids == self.image_token_id).nonzero().flatten().tolist()
-            runs = [p for j, p in enumerate(positions) if j == 0 or positions[j - 1] != p - 1]
-            if len(runs) != 2:
-                raise ValueError(f"expected two image-token runs in the prompt, found {len(runs)}")
-            split = runs[1]
-            overview, cells = self._item_pixels(item, two)
-            prefixes.append((ids[:split], overview))
-            for cell in cells:
-                rows.append(_Row(ids[split:], [cell], prefix=i))
-            if torch.equal(base_ids[:split], ids[:split]):
-                rows.append(_Row(base_ids[split:], [], prefix=i))
-            else:  # the tokenizer merged across the split: score the baseline whole
-                fallback.append(len(rows))
-                rows.append(_Row(base_ids, [overview], prefix=-1))
-        lengths = {len(p[0]) for p in prefixes}
-        if len(lengths) != 1:  # prefixes carry no question text, so this is rare: go one by one
-            out = []
-            for item in items:
-                out += self._score_shared([item])
-            return out
-        prefix_ids = torch.stack([p[0] for p in prefixes]).to(self.device)
-        prefix_pixels = torch.stack([p[1] for p in prefixes])
-        kw = {self._cache_kw: None}
-        out = self.model(
-            input_ids=prefix_ids,
-            pixel_values=prefix_pixels,
-            attention_mask=torch.ones_like(prefix_ids),
-            use_cache=True,
-            logits_to_keep=1,
-            **kw,
+        texts = [self._rows(item) for item in items]
+        two = [t[0][0] for t in texts]
+        one = [t[-1][0] for t in texts]
+        cuts = [len(os.path.commonprefix([a, b])) for a, b in zip(two, one)]
+        base = self.process(one, [[it.overview] for it in items])
+        first = self.process(two, [[it.overview, it.cells[0].image] for it in items])
+        tails = self.process(
+            [t[c:] for t, c in zip(two, cuts)], [[it.cells[0].image] for it in items], False
         )
-        cache = _output_cache(out)
-        shared = [r for j, r in enumerate(rows) if j not in fallback]
-        logprobs = self._run_rows(shared, cache, prefix_ids.shape[1])
-        if fallback:
-            solo = self._run_rows([rows[j] for j in fallback], None, None)
-            merged, it_shared, it_solo = [], iter(logprobs), iter(solo)
-            for j in range(len(rows)):
-                merged.append(next(it_solo) if j in fallback else next(it_shared))
-            logprobs = merged
+        plans = [
+            plan_question(b, f, t, self.image_token_id)
+            for b, f, t in zip(rows_of(base), rows_of(first), rows_of(tails))
+        ]
+        if any(p is None for p in plans) or len({p.offset for p in plans}) > 1:
+            if len(items) > 1:  # prefixes of different lengths cannot share one cache
+                return [s for item in items for s in self._score_shared([item])]
+            self.whole_rows += 1
+            logger.debug("%s: no exact shared prefix, scored whole", items[0].qid)
+            return self._score_plain(items)
+        offset = plans[0].offset
+        prefix_rows = [r.slice(0, offset) for r in rows_of(base)]
+        images = image_inputs(base)
+        prefix = {**pad_rows(prefix_rows, self.tokenizer.pad_token_id), **images}
+        out = self.model(
+            **self._on_device(prefix), use_cache=True, logits_to_keep=1, **{self._cache_kw: None}
+        )
+        shared = _Shared(
+            cache=_output_cache(out),
+            offset=offset,
+            prefix=prefix_rows,
+            prefix_images={k: images[k] for k in self.family.image_keys},
+        )
+
+        cells = [(q, j) for q, item in enumerate(items) for j in range(len(item.cells))]
+        order = sorted(range(len(cells)), key=lambda i: len(two[cells[i][0]]))
+
+        def run_cells(chunk: list[int]) -> list[torch.Tensor]:
+            picked = [cells[i] for i in chunk]
+            batch = self.process(
+                [two[q][cuts[q] :] for q, _ in picked],
+                [[items[q].cells[j].image] for q, j in picked],
+                False,
+            )
+            conts = [plans[q].continuation(r) for (q, _), r in zip(picked, rows_of(batch))]
+            if any(c is None for c in conts):
+                raise _Unshareable
+            extra = {k: batch[k] for k in self.family.image_keys}
+            return self._continue(shared, [q for q, _ in picked], conts, image_inputs(batch), extra)
+
+        def run_baselines(chunk: list[int]) -> list[torch.Tensor]:
+            conts = [plans[q].baseline for q in chunk]
+            return self._continue(shared, chunk, conts, {}, {})
+
+        try:
+            cell_lp = _restore(order, self._chunked(order, run_cells))
+            base_lp = self._chunked(list(range(len(items))), run_baselines)
+        except _Unshareable:
+            self.whole_rows += len(items)
+            return self._score_plain(items)
+        logprobs, cursor = [], 0
+        for q, item in enumerate(items):
+            logprobs += cell_lp[cursor : cursor + len(item.cells)] + [base_lp[q]]
+            cursor += len(item.cells)
         return self._split(items, logprobs)
+
+    def _continue(self, shared: _Shared, index, conts, images, extra) -> list[torch.Tensor]:
+        """Log-probs at the end of each continuation, from its question's cached prefix."""
+        offset, family = shared.offset, self.family
+        batch = pad_rows(conts, self.tokenizer.pad_token_id)
+        width = batch["input_ids"].shape[1]
+        full = [
+            FullRow(
+                ids=(shared.prefix[q] + c).ids,
+                tokens=(shared.prefix[q] + c).tokens,
+                images={
+                    k: torch.cat([shared.prefix_images[k][q : q + 1], extra[k][j : j + 1]])
+                    if k in extra
+                    else shared.prefix_images[k][q : q + 1]
+                    for k in family.image_keys
+                },
+            )
+            for j, (q, c) in enumerate(zip(index, conts))
+        ]
+        for key in family.full_row_keys:  # over the whole row, prefix included
+            prefix_part = torch.stack([shared.prefix[q].tokens[key] for q in index])
+            batch[key] = torch.cat([prefix_part, batch[key]], dim=1)
+        inputs = {**batch, **images}
+        inputs["attention_mask"] = torch.cat(
+            [torch.ones((len(conts), offset), dtype=torch.long), batch["attention_mask"]], dim=1
+        )
+        inputs["position_ids"] = family.positions(self.model, full, offset, width)
+        inputs[self._cache_kw] = _select_cache_rows(shared.cache, torch.tensor(index))
+        return self._logprobs(inputs, last=batch["attention_mask"].sum(dim=1) - 1)
+
+    def _logprobs(self, inputs: dict[str, Any], last=None) -> list[torch.Tensor]:
+        """Full-vocabulary log-probs at each row's last real token (``last``, or from the mask)."""
+        if last is None:
+            last = inputs["attention_mask"].sum(dim=1) - 1
+        keep = torch.unique(last)
+        inputs = self._on_device({**inputs, "logits_to_keep": keep})
+        if self._cache_kw in inputs and inputs[self._cache_kw] is not None:
+            inputs["use_cache"] = True
+        else:
+            inputs["use_cache"] = False
+        logits = self.model(**inputs).logits  # (B, len(keep), V)
+        column = torch.searchsorted(keep, last).to(self.device)
+        picked = logits[torch.arange(len(last), device=self.device), column].float()
+        return list(torch.log_softmax(picked, dim=-1).cpu())
+
+    def _chunked(self, order: list[int], run) -> list[torch.Tensor]:
+        """``run`` on ``max_rows``-sized chunks of ``order``; halves ``max_rows`` on CUDA OOM."""
+        results: list[torch.Tensor] = []
+        start = 0
+        while start < len(order):
+            chunk = order[start : start + self.config.max_rows]
+            try:
+                results += run(chunk)
+            except torch.cuda.OutOfMemoryError:
+                if self.config.max_rows == 1:
+                    raise
+                self.config.max_rows = max(1, self.config.max_rows // 2)
+                logger.warning("CUDA out of memory: max_rows halved to %d", self.config.max_rows)
+                torch.cuda.empty_cache()
+                continue
+            start += len(chunk)
+        return results
 
     def _split(self, items: Sequence[LabelItem], logprobs: list[torch.Tensor]) -> list[ItemScores]:
         out, cursor = [], 0
@@ -315,81 +416,9 @@ class HFEvaluator:
             out.append(ItemScores(cell_logprobs=picked[:-1], base_logprobs=picked[-1]))
         return out
 
-    def _run_rows(self, rows: list[_Row], cache, prefix_len: int | None) -> list[torch.Tensor]:
-        """Full-vocabulary log-probs at each row's last token, ``max_rows`` rows per forward.
-
-        Rows are grouped by length (cell rows apart from the shorter baseline rows) so that little
-        padding is computed; results come back in the order of ``rows``.
-        """
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i].ids))
-        ordered = [rows[i] for i in order]
-        results: list[torch.Tensor] = []
-        start = 0
-        while start < len(ordered):
-            end = start + 1
-            shortest = len(ordered[start].ids)
-            while (
-                end < len(ordered)
-                and end - start < self.config.max_rows
-                and len(ordered[end].ids) <= 1.25 * shortest  # little padding in one forward
-            ):
-                end += 1
-            chunk = ordered[start:end]
-            try:
-                results += self._forward_chunk(chunk, cache, prefix_len)
-            except torch.cuda.OutOfMemoryError:
-                if self.config.max_rows == 1:
-                    raise
-                self.config.max_rows = max(1, self.config.max_rows // 2)
-                logger.warning("CUDA out of memory: max_rows halved to %d", self.config.max_rows)
-                torch.cuda.empty_cache()
-                continue
-            start += len(chunk)
-        restored: list[torch.Tensor] = [torch.empty(0)] * len(rows)
-        for position, index in enumerate(order):
-            restored[index] = results[position]
-        return restored
-
-    def _forward_chunk(self, chunk: list[_Row], cache, prefix_len: int | None):
-        device = self.device
-        width = max(len(r.ids) for r in chunk)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for j, row in enumerate(chunk):
-            ids[j, : len(row.ids)] = row.ids
-            mask[j, : len(row.ids)] = 1
-        last = torch.tensor([len(r.ids) - 1 for r in chunk])
-        keep = torch.unique(last)
-        pixels = [p for r in chunk for p in r.pixels]
-        inputs: dict[str, Any] = dict(
-            input_ids=ids.to(device),
-            pixel_values=torch.stack(pixels) if pixels else None,
-            logits_to_keep=keep.to(device),
-        )
-        if cache is not None:
-            index = torch.tensor([r.prefix for r in chunk], device=device)
-            offset = prefix_len or 0
-            inputs["attention_mask"] = torch.cat(
-                [torch.ones((len(chunk), offset), dtype=torch.long), mask], dim=1
-            ).to(device)
-            inputs["position_ids"] = (
-                (offset + torch.arange(width)).expand(len(chunk), -1).to(device)
-            )
-            inputs[self._cache_kw] = _select_cache_rows(cache, index)
-            inputs["use_cache"] = True
-        else:
-            inputs["attention_mask"] = mask.to(device)
-            inputs["use_cache"] = False
-        logits = self.model(**inputs).logits  # (B, len(keep), V)
-        column = torch.searchsorted(keep, last).to(device)
-        picked = logits[torch.arange(len(chunk), device=device), column].float()
-        return list(torch.log_softmax(picked, dim=-1).cpu())
-
     # ------------------------------------------------------------------ generate mode
     def _generate_pair(self, text: str, images, letters: Sequence[str]) -> tuple[list[float], str]:
-        inputs = self._encode(text, images).to(self.device)
-        inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        inputs = self._on_device(self.process([text], [images]))
         out = self.model.generate(
             **inputs,
             do_sample=False,
@@ -404,14 +433,34 @@ class HFEvaluator:
         return first[self.letter_ids(letters)].tolist(), parse_answer(text_out, letters)
 
     def _generate_item(self, item: LabelItem) -> ItemScores:
-        cells, answers = [], []
-        for cell in item.cells:
-            lp, ans = self._generate_pair(
-                self.render(item.prompt, 2), [item.overview, cell.image], item.letters
-            )
-            cells.append(lp)
-            answers.append(ans)
-        base_lp, base_ans = self._generate_pair(
-            self.render(item.prompt, 1), [item.overview], item.letters
+        pairs = [
+            self._generate_pair(text, images, item.letters) for text, images in self._rows(item)
+        ]
+        cells = pairs[:-1]
+        return ItemScores(
+            [lp for lp, _ in cells],
+            pairs[-1][0],
+            cell_answers=[ans for _, ans in cells],
+            base_answer=pairs[-1][1],
         )
-        return ItemScores(cells, base_lp, cell_answers=answers, base_answer=base_ans)
+
+
+@dataclass
+class _Shared:
+    """A batch of questions' cached prefixes."""
+
+    cache: Any
+    offset: int
+    prefix: list[Row]
+    prefix_images: dict[str, torch.Tensor]
+
+
+class _Unshareable(Exception):
+    """A continuation broke its question's plan: score the questions whole instead."""
+
+
+def _restore(order: list[int], results: list[torch.Tensor]) -> list[torch.Tensor]:
+    restored: list[torch.Tensor] = [torch.empty(0)] * len(order)
+    for position, index in enumerate(order):
+        restored[index] = results[position]
+    return restored

@@ -113,7 +113,7 @@ def _vocab(base: list[str], merges: list[tuple[str, str]]) -> dict[str, int]:
     return vocab
 
 
-def _byte_level_bpe(vocab_size: int, special: list[str]):
+def _byte_level_bpe(vocab_size: int, special: list[str], bos: str = "<s>"):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
     pre = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -127,9 +127,9 @@ def _byte_level_bpe(vocab_size: int, special: list[str]):
     tok.pre_tokenizer = pre
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(special)
-    bos = tok.token_to_id("<s>")
+    bos_id = tok.token_to_id(bos)
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]
     )
     return tok
 

@@ -37,7 +37,7 @@ def test_prefix_shared_batched_equals_full_forward(tiny_llava_dir, records, grid
     torch.testing.assert_close(flat(plain.score(items)), reference, atol=1e-4, rtol=0)
     # and the hand-rolled reference: one plain forward of the full prompt, logits at the end
     item = items[0]
-    inputs = plain._encode(plain.render(item.prompt, 2), [item.overview, item.cells[1].image])
+    inputs = plain.process([plain.render(item.prompt, 2)], [[item.overview, item.cells[1].image]])
     with torch.no_grad():
         logits = plain.model(**inputs).logits[0, -1]
     expected = torch.log_softmax(logits, -1)[plain.letter_ids(item.letters)]
@@ -55,14 +55,14 @@ def test_out_of_memory_halves_rows_and_loses_nothing(tiny_llava_dir, records, mo
     items = [prepare_item(r, 2) for r in records]
     ev = evaluator(tiny_llava_dir, 2, max_rows=16)
     expected = flat(ev.score(items))
-    real = ev._forward_chunk
+    real = ev._logprobs
 
-    def picky(chunk, cache, prefix_len):
-        if len(chunk) > 4:
+    def picky(inputs, last=None):
+        if inputs["input_ids"].shape[0] > 4:
             raise torch.cuda.OutOfMemoryError("fake")
-        return real(chunk, cache, prefix_len)
+        return real(inputs, last)
 
-    monkeypatch.setattr(ev, "_forward_chunk", picky)
+    monkeypatch.setattr(ev, "_logprobs", picky)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     got = ev.score(items)
     assert ev.config.max_rows == 4
@@ -95,7 +95,7 @@ def test_pad_to_square_before_the_processor(tiny_llava_dir):
 
     ev = evaluator(tiny_llava_dir, 2)
     wide = Image.new("RGB", (64, 16), (255, 0, 0))
-    pixels = ev._pixels([wide])[0]  # (3, 32, 32): padded, not center-cropped
+    pixels = ev.process(["<image>"], [[wide]])["pixel_values"][0]  # (3, 32, 32): padded, not cropped
     mean = torch.tensor(ev.processor.image_processor.image_mean).view(3, 1)
     std = torch.tensor(ev.processor.image_processor.image_std).view(3, 1)
     top_row = pixels[:, 0, :] * std + mean
@@ -118,11 +118,3 @@ def test_pad_to_square_before_the_processor(tiny_llava_dir):
 )
 def test_parse_answer_like_lmms_eval(text, expected):
     assert parse_answer(text, ["A", "B", "C", "D"]) == expected
-
-
-def test_processors_without_per_image_pixels_are_a_clear_error(tiny_llava_dir, records):
-    ev = evaluator(tiny_llava_dir, 2)
-    real = ev._encode
-    ev._encode = lambda text, images: {**real(text, images), "image_sizes": torch.ones(1, 2)}
-    with pytest.raises(ValueError, match="use --mode generate"):
-        ev.score([prepare_item(records[0], 2)])

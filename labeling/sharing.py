@@ -1,0 +1,148 @@
+"""Where a question's rows can share a prefix, found from the processor's own token ids.
+
+A question's rows are [overview, cell j, prompt] for every cell and [overview, prompt] (the
+baseline). Their shared prefix is what comes before the cell's image span: the chat preamble and
+the overview. It is cut from the processor's complete outputs, never assumed:
+
+- ``offset`` = the common prefix of the baseline row and the first cell row (token ids); the
+  overview's image tokens must all lie before it;
+- a cell's continuation is what the processor makes of the text after the prefix with that cell
+  alone (so pixels and per-image inputs come from the processor too); where the full row's
+  tokenizer merged across the cut (e.g. Gemma 3's ``"\\n\\n"`` after one image and before the
+  next), the full row's tokens at the seam (``head``) replace the continuation's first ``skip``
+  tokens, which must be the same for every cell;
+- the baseline's continuation is the baseline row's tail from ``offset``.
+
+``plan_question`` returns ``None`` when a question does not fit this (its rows are then scored
+whole), and every continuation is checked against the plan before it is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+KEYS = ("input_ids", "attention_mask")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One unpadded row of a processor output: ids and the per-token inputs beside them."""
+
+    ids: torch.Tensor  # (T,)
+    tokens: dict[str, torch.Tensor]  # each (T,)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def slice(self, start: int, stop: int | None = None) -> Row:
+        return Row(self.ids[start:stop], {k: v[start:stop] for k, v in self.tokens.items()})
+
+    def __add__(self, other: Row) -> Row:
+        keys = self.tokens.keys() | other.tokens.keys()
+        tokens = {k: torch.cat([_get(self, k), _get(other, k)]) for k in keys}
+        return Row(torch.cat([self.ids, other.ids]), tokens)
+
+
+def _get(row: Row, key: str) -> torch.Tensor:
+    # a per-token input missing from a text-only part is all zeros (token type 0 = text)
+    return row.tokens.get(key, torch.zeros_like(row.ids))
+
+
+def token_keys(batch: Mapping[str, torch.Tensor]) -> list[str]:
+    """Processor outputs laid out per token (``token_type_ids``, ``mm_token_type_ids`` ...)."""
+    shape = batch["input_ids"].shape
+    return [
+        k
+        for k, v in batch.items()
+        if k not in KEYS and isinstance(v, torch.Tensor) and v.shape == shape
+    ]
+
+
+def image_inputs(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Everything of a processor output that is not per token: pixels and per-image inputs."""
+    per_token = set(token_keys(batch)) | set(KEYS)
+    return {k: v for k, v in batch.items() if k not in per_token}
+
+
+def rows_of(batch: Mapping[str, torch.Tensor]) -> list[Row]:
+    """The rows of a right-padded processor output, padding removed."""
+    keys = token_keys(batch)
+    lengths = batch["attention_mask"].sum(dim=1).tolist()
+    return [
+        Row(batch["input_ids"][b, :n], {k: batch[k][b, :n] for k in keys})
+        for b, n in enumerate(lengths)
+    ]
+
+
+def common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
+    """Length of the longest common prefix of two 1-D tensors."""
+    n = min(len(a), len(b))
+    differ = (a[:n] != b[:n]).nonzero()
+    return int(differ[0]) if len(differ) else n
+
+
+@dataclass(frozen=True)
+class QuestionPlan:
+    """How one question's rows split into the shared prefix and their continuations."""
+
+    offset: int
+    head: Row
+    skip: int
+    seam: torch.Tensor  # the continuation's first ``skip`` ids every cell must start with
+    baseline: Row  # the baseline's continuation
+
+    def continuation(self, processed: Row) -> Row | None:
+        """A cell's continuation from its processed tail, or ``None`` if it breaks the plan."""
+        if not torch.equal(processed.ids[: self.skip], self.seam):
+            return None
+        return self.head + processed.slice(self.skip)
+
+
+def plan_question(
+    baseline: Row, first: Row, first_tail: Row, image_token_id: int
+) -> QuestionPlan | None:
+    """Plan a question from its processed baseline row, first cell row and first cell's tail.
+
+    ``None`` when the overview's image tokens do not all lie in the common prefix, or when the
+    cell row does not end with (a seam and) its processed tail.
+    """
+    offset = common_prefix(baseline.ids, first.ids)
+    if offset == 0 or (baseline.ids[offset:] == image_token_id).any():
+        return None
+    rest = first.slice(offset)
+    for skip in range(len(first_tail) + 1):
+        kept = len(first_tail) - skip
+        if kept > len(rest):
+            continue
+        if torch.equal(rest.ids[len(rest) - kept :], first_tail.ids[skip:]):
+            seam = first_tail.ids[:skip]
+            if (seam == image_token_id).any():
+                return None
+            return QuestionPlan(
+                offset=offset,
+                head=rest.slice(0, len(rest) - kept),
+                skip=skip,
+                seam=seam,
+                baseline=baseline.slice(offset),
+            )
+    return None
+
+
+def pad_rows(rows: list[Row], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad rows into ``input_ids``, ``attention_mask`` and per-token tensors ``(B, W)``."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    out = {"input_ids": ids, "attention_mask": mask}
+    for key in sorted({k for r in rows for k in r.tokens}):
+        dtype = next(r.tokens[key].dtype for r in rows if key in r.tokens)
+        out[key] = torch.zeros((len(rows), width), dtype=dtype)
+    for j, row in enumerate(rows):
+        ids[j, : len(row)] = row.ids
+        mask[j, : len(row)] = 1
+        for key in out.keys() - set(KEYS):
+            out[key][j, : len(row)] = _get(row, key)
+    return out
