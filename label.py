@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"semclip-label: error: {err}", file=sys.stderr)
         return 2
-    summary = run_labeling(config)
+    try:
+        summary = run_labeling(config)
+    except ImportError as err:  # a VLM family's processor needs a package that is missing
+        print(f"semclip-label: error: {err}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=2))
     return 0
 

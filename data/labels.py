@@ -85,6 +85,11 @@ class LabelSetInfo:
     dataset_revision: str | None = None
     prompt_template: str = ""
     splits: list[str] = field(default_factory=list)
+    family: str = ""
+    """The evaluator's VLM family (``semclip.labeling.families``); empty for a non-VLM one."""
+    prefix_sharing: bool | None = None
+    """Whether one-forward scoring shared the [prompt start + overview] prefix (exact either
+    way; questions whose prefix could not be shared exactly were scored whole)."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

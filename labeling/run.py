@@ -30,6 +30,7 @@ from semclip.data.labels import (
 from semclip.data.scienceqa import QARecord, load_qa_dataset, records_with_images
 from semclip.labeling.config import LabelConfig
 from semclip.labeling.evaluator import Evaluator, LabelItem, Skip, label_row, prepare_item, skip_row
+from semclip.labeling.families import family_for, require_packages
 from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig, provenance_for
 from semclip.labeling.simulated import SimulatedConfig, SimulatedEvaluator
 
@@ -211,6 +212,7 @@ def run_labeling(config: LabelConfig, evaluator: Evaluator | None = None) -> dic
             dataset_revision=config.dataset_revision,
             prompt_template=config.template,
             splits=splits,
+            **_sharing(config),
         )
         if previous is not None and previous.provenance.resume_key != key:
             logger.warning(
@@ -249,12 +251,25 @@ def run_labeling(config: LabelConfig, evaluator: Evaluator | None = None) -> dic
     return summary
 
 
+def _sharing(config: LabelConfig) -> dict[str, Any]:
+    """The label set's record of the VLM family and whether prefixes were shared."""
+    if config.evaluator != "hf":
+        return {}
+    from transformers import AutoConfig
+
+    load = dict(revision=config.revision, trust_remote_code=config.trust_remote_code)
+    family = family_for(AutoConfig.from_pretrained(config.model, **load).model_type)
+    shared = config.prefix_sharing and config.mode == "logprob" and family.independent_images
+    return {"family": family.name, "prefix_sharing": shared}
+
+
 def _hf_provenance(config: LabelConfig):
     """The HF evaluator's provenance (resume key) from its config and processor, no weights."""
     from transformers import AutoConfig, AutoProcessor
 
     load = dict(revision=config.revision, trust_remote_code=config.trust_remote_code)
-    processor = AutoProcessor.from_pretrained(config.model, **load)
     model_type = AutoConfig.from_pretrained(config.model, **load).model_type
+    require_packages(family_for(model_type), config.model)
+    processor = AutoProcessor.from_pretrained(config.model, **load)
     device = "cuda" if torch.cuda.is_available() and config.accelerator != "cpu" else "cpu"
     return provenance_for(hf_config(config), config.grid, processor, model_type, device)

@@ -1,0 +1,104 @@
+"""Every VLM family on its tiny model (fp32): the fast paths against a plain full forward.
+
+The reference for a row is one forward of the processor's complete output for that (overview,
+cell, prompt), read at the last token: what the model would see without any of our batching,
+padding or caching. Families whose processor needs torchvision (the Qwen-VLs, LLaVA-OneVision,
+SmolVLM, InternVL, Mistral 3) run on the real torchvision: the test command installs the torch
+and torchvision pair that the registry has. Where it is absent they are skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from semclip.data.scienceqa import records_with_images
+from semclip.data.synthetic import SyntheticConfig, build_synthetic
+from semclip.labeling.evaluator import prepare_item
+from semclip.labeling.families import FAMILIES
+from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig
+from semclip.models.tiny_vlms import TINY_VLM_BUILDERS, build_tiny_vlm
+
+NAMES = sorted(TINY_VLM_BUILDERS)
+
+
+def test_every_registered_family_has_a_tiny_builder():
+    assert sorted(FAMILIES) == NAMES
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def family_dir(request, tmp_path_factory) -> str:
+    missing = FAMILIES[request.param].missing_packages()
+    if missing:
+        pytest.skip(f"{request.param}'s processor needs {missing}")
+    return str(build_tiny_vlm(request.param, tmp_path_factory.mktemp(request.param)))
+
+
+@pytest.fixture(scope="module")
+def items():
+    ds = build_synthetic(SyntheticConfig(num_questions=3, grid=2, image_size=96, seed=5))
+    recs, _ = records_with_images(ds, "train")
+    recs[1].hint = "A longer context line that makes this prompt longer than the others."
+    return [prepare_item(r, 2) for r in recs]
+
+
+def evaluator(model_dir: str, **kwargs) -> HFEvaluator:
+    return HFEvaluator(HFEvaluatorConfig(model=model_dir, device="cpu", **kwargs), grid=2)
+
+
+def flat(scores) -> torch.Tensor:
+    return torch.tensor([row for s in scores for row in [*s.cell_logprobs, s.base_logprobs]])
+
+
+def reference(ev: HFEvaluator, items) -> torch.Tensor:
+    """Each row alone: the processor's complete output, one plain forward, the last token."""
+    out = []
+    with torch.no_grad():
+        for item in items:
+            ids = ev.letter_ids(item.letters)
+            for text, images in ev._rows(item):
+                inputs = ev.process([text], [images])
+                logits = ev.model(**inputs).logits[0, -1]
+                out.append(torch.log_softmax(logits, -1)[ids])
+    return torch.stack(out)
+
+
+def test_fast_paths_equal_the_full_forward(family_dir, items):
+    shared = evaluator(family_dir, max_rows=64)
+    plain = evaluator(family_dir, prefix_sharing=False, max_rows=64)
+    expected = reference(plain, items)
+    torch.testing.assert_close(flat(plain.score(items)), expected, atol=1e-4, rtol=0)
+    torch.testing.assert_close(flat(shared.score(items)), expected, atol=1e-4, rtol=0)
+    shared.config.max_rows = 3  # several forwards per question, rows of different lengths
+    torch.testing.assert_close(flat(shared.score(items)), expected, atol=1e-4, rtol=0)
+    if shared.family.independent_images:
+        # the prefix really was shared: no question fell back to whole rows
+        assert shared.prefix_sharing and shared.whole_rows == 0
+    else:
+        assert not shared.prefix_sharing
+
+
+def test_generate_first_step_equals_letter_scores(family_dir, items):
+    gen = evaluator(family_dir, mode="generate", max_new_tokens=1).score(items[:1])
+    one = evaluator(family_dir).score(items[:1])
+    torch.testing.assert_close(flat(gen), flat(one), atol=1e-4, rtol=0)
+    assert all(a in ("A", "B", "C", "D", "unparsed") for a in gen[0].cell_answers)
+
+
+def test_overview_first_and_one_bos(family_dir, items):
+    ev = evaluator(family_dir)
+    item = items[0]
+    text, images = ev._rows(item)[0]
+    assert images[0] is item.overview  # the overview comes first, then the cell
+    given = ev.process([text], [images])
+    swapped = ev.process([text], [images[::-1]])
+    differs = [
+        k
+        for k, v in given.items()
+        if isinstance(v, torch.Tensor)
+        and (v.shape != swapped[k].shape or not torch.equal(v, swapped[k]))
+    ]
+    assert differs, "swapping overview and cell must change what the model receives"
+    bos = ev.tokenizer.bos_token_id
+    if bos is not None:
+        assert int((given["input_ids"][0] == bos).sum()) == 1
