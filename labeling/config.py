@@ -49,6 +49,8 @@ class LabelConfig:
     """``logprob`` (one forward, letter log-probs) or ``generate`` (greedy, lmms-eval parsing)."""
     prefix_sharing: bool = True
     """Reuse the [prompt start + overview] KV cache across a question's cells."""
+    max_new_tokens: int = 16
+    """Generation budget per pair with ``--mode generate``."""
     prompt_format: str = "auto"
     """``auto``, ``llava15`` or ``chat_template``."""
     trust_remote_code: bool = False

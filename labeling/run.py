@@ -46,6 +46,7 @@ def hf_config(config: LabelConfig, device: str | None = None) -> HFEvaluatorConf
         mode=config.mode,
         prefix_sharing=config.prefix_sharing,
         max_rows=config.max_rows,
+        max_new_tokens=config.max_new_tokens,
         prompt_format=config.prompt_format,
         trust_remote_code=config.trust_remote_code,
         template=config.template,

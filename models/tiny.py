@@ -113,12 +113,14 @@ def _vocab(base: list[str], merges: list[tuple[str, str]]) -> dict[str, int]:
     return vocab
 
 
-def _byte_level_bpe(vocab_size: int, special: list[str], bos: str = "<s>"):
+def _byte_level_bpe(
+    vocab_size: int, special: list[str], bos: str = "<s>", extra_corpus: tuple[str, ...] = ()
+):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
     pre = pre_tokenizers.ByteLevel(add_prefix_space=False)
     words: Counter[tuple[str, ...]] = Counter()
-    for line in _corpus():
+    for line in [*_corpus(), *extra_corpus]:
         for piece, _ in pre.pre_tokenize_str(line):
             words[tuple(piece)] += 1
     base = [*special, *sorted(pre_tokenizers.ByteLevel.alphabet())]

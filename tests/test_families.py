@@ -102,3 +102,78 @@ def test_overview_first_and_one_bos(family_dir, items):
     bos = ev.tokenizer.bos_token_id
     if bos is not None:
         assert int((given["input_ids"][0] == bos).sum()) == 1
+
+
+@pytest.mark.parametrize("mode", ["logprob", "generate"])
+def test_label_cli_end_to_end(family_dir, synthetic_dir, tmp_path, mode, capsys):
+    from semclip.data.labels import read_info, read_labels
+    from semclip.label import main
+
+    argv = [
+        *("--dataset", synthetic_dir, "--splits", "test", "--limit", "2", "--grid", "2"),
+        *("--evaluator", "hf", "--model", family_dir, "--mode", mode, "--max-new-tokens", "1"),
+        *("--output-dir", str(tmp_path), "--accelerator", "cpu", "--no-progress"),
+    ]
+    assert main(argv) == 0
+    table = read_labels(tmp_path, "test")
+    assert table.column("status").to_pylist() == ["labelled"] * 2
+    assert all(len(c) == 4 for c in table.column("cell_logprobs").to_pylist())
+    info = read_info(tmp_path)
+    family = FAMILIES[info.family]
+    assert info.family != "unknown"
+    assert info.prefix_sharing is (mode == "logprob" and family.independent_images)
+
+
+NO_TORCHVISION = """
+import importlib.metadata as metadata
+import sys
+
+# as on a machine without torchvision: it cannot be imported, found or looked up
+sys.modules["torchvision"] = None
+found = metadata.distribution
+
+
+def distribution(name):
+    if name.lower() == "torchvision":
+        raise metadata.PackageNotFoundError(name)
+    return found(name)
+
+
+metadata.distribution = distribution
+from semclip.label import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("family", ["llava_next", "qwen2_5_vl"])
+def test_without_torchvision(family, synthetic_dir, tmp_path):
+    """LLaVA-NeXT labels without torchvision; Qwen2.5-VL says in one line what to install."""
+    import os
+    import subprocess
+    import sys
+
+    from semclip.labeling.families import FAMILIES as families
+
+    if families[family].missing_packages():
+        pytest.skip(f"{family}'s tiny model cannot be built here without torchvision")
+    model_dir = str(build_tiny_vlm(family, tmp_path / "model"))
+    argv = [
+        *("--dataset", synthetic_dir, "--splits", "test", "--limit", "1", "--grid", "2"),
+        *("--evaluator", "hf", "--model", model_dir, "--output-dir", str(tmp_path / "labels")),
+        *("--accelerator", "cpu", "--no-progress"),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", NO_TORCHVISION, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    if family == "llava_next":
+        assert run.returncode == 0, run.stderr[-2000:]
+    else:
+        assert run.returncode == 2
+        last = run.stderr.strip().splitlines()[-1]
+        assert "Traceback" not in run.stderr
+        assert last.startswith("semclip-label: error:") and "pip install torchvision" in last

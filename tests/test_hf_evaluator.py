@@ -95,7 +95,7 @@ def test_pad_to_square_before_the_processor(tiny_llava_dir):
 
     ev = evaluator(tiny_llava_dir, 2)
     wide = Image.new("RGB", (64, 16), (255, 0, 0))
-    pixels = ev.process(["<image>"], [[wide]])["pixel_values"][0]  # (3, 32, 32): padded, not cropped
+    pixels = ev.process(["<image>"], [[wide]])["pixel_values"][0]  # (3, 32, 32), padded
     mean = torch.tensor(ev.processor.image_processor.image_mean).view(3, 1)
     std = torch.tensor(ev.processor.image_processor.image_std).view(3, 1)
     top_row = pixels[:, 0, :] * std + mean

@@ -23,6 +23,7 @@ def tiny_tokenizer(
     eos: str = "</s>",
     pad: str = "<pad>",
     vocab_size: int = 600,
+    corpus: tuple[str, ...] = (),
 ):
     """A ``PreTrainedTokenizerFast`` over the project's deterministic BPE.
 
@@ -30,12 +31,13 @@ def tiny_tokenizer(
     delimiters ...); ``named`` maps attribute names the family's processor reads (``image_token``,
     ``boi_token`` ...) to those tokens. It prepends ``bos`` to every encoding, as the published
     tokenizers of these families do, so a chat template that also writes it shows the double-BOS
-    trap exactly as the real checkpoints do.
+    trap exactly as the real checkpoints do. ``corpus`` adds lines to learn merges from (e.g.
+    runs of newlines that a family's tokenizer keeps as one token).
     """
     from transformers import PreTrainedTokenizerFast
 
     tokens = [pad, bos, eos, *[t for t in special if t not in (pad, bos, eos)]]
-    raw = _byte_level_bpe(vocab_size, tokens, bos=bos)
+    raw = _byte_level_bpe(vocab_size, tokens, bos=bos, extra_corpus=corpus)
     return PreTrainedTokenizerFast(
         tokenizer_object=raw,
         bos_token=bos,

@@ -69,7 +69,12 @@ def _processor():
         "eoi_token": "<end_of_image>",
     }
     special = ["<start_of_turn>", "<end_of_turn>", *named.values()]
-    tokenizer = tiny_tokenizer(special, named, bos="<bos>", eos="<eos>", pad="<pad>")
+    # Gemma's tokenizer has tokens for runs of newlines: "\n\n" after one image and before the
+    # next merge into one "\n\n\n\n" token, so a row's tokens are not those of its parts.
+    newlines = ("a\n\n", "b\n\n\n\n") * 4
+    tokenizer = tiny_tokenizer(
+        special, named, bos="<bos>", eos="<eos>", pad="<pad>", corpus=newlines
+    )
     image_processor = Gemma3ImageProcessorPil(
         size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
         image_mean=[0.5, 0.5, 0.5],
