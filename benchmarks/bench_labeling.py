@@ -5,17 +5,22 @@
 (c) one-forward letter scoring with prefix sharing and batching (semclip's default).
 
     python benchmarks/bench_labeling.py                 # CPU, random LLaVA of real token geometry
+    python benchmarks/bench_labeling.py --family qwen2_5_vl --grid 3   # any labeling family
     python benchmarks/bench_labeling.py --real-shape    # GPU, random LLaVA-1.5-7B shape, bf16
 
 The default model has the real token geometry (336 px, patch 14: 576 tokens an image; a ~100-token
 prompt) and 2 layers, with a language model wide enough (hidden 1024) that its linear layers
-dominate as they do in the 7B model.
+dominate as they do in the 7B model. ``--family F`` takes that family's tiny model
+(``semclip.models.tiny_vlms``) with its language model widened the same way (hidden 1024, head
+dim 128); for the Qwen-VLs the image processor gets the published pixel limits, so a 672 px image
+is 576 tokens as in the real model. The vision towers stay tiny: the ratio is the language model's.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 
 import torch
@@ -85,6 +90,34 @@ def build_model(real_shape: bool, device: str, dtype: torch.dtype):
     return model.eval(), processor
 
 
+def build_family(family: str, device: str, dtype: torch.dtype):
+    """``family``'s tiny model with its language model widened to hidden 1024 (see above)."""
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    from semclip.models.tiny_vlms import build_tiny_vlm
+
+    folder = build_tiny_vlm(family, tempfile.mkdtemp(prefix=f"bench-{family}-"))
+    processor = AutoProcessor.from_pretrained(folder)
+    config = AutoConfig.from_pretrained(folder)
+    text = config.get_text_config()
+    old_head = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    text.hidden_size, text.intermediate_size = 1024, 2752
+    text.num_attention_heads = text.num_key_value_heads = 8
+    text.head_dim = 128
+    rope = getattr(text, "rope_parameters", None) or {}
+    if "mrope_section" in rope:  # M-RoPE sections sum to head_dim / 2
+        rope["mrope_section"] = [s * 128 // old_head for s in rope["mrope_section"]]
+    for sub in ("vision_config",):  # projectors that map into the language model's width
+        vision = getattr(config, sub, None)
+        if vision is not None and hasattr(vision, "out_hidden_size"):
+            vision.out_hidden_size = 1024
+    if family.startswith("qwen"):  # the published min_pixels / max_pixels
+        processor.image_processor.size = {"shortest_edge": 3136, "longest_edge": 12845056}
+    torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_config(config, attn_implementation="sdpa")
+    return model.to(device, dtype).eval(), processor
+
+
 class TokenCounter:
     """Counts the tokens the language model processes (batch x length of every forward)."""
 
@@ -101,6 +134,9 @@ class TokenCounter:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real-shape", action="store_true", help="LLaVA-1.5-7B shape (GPU)")
+    parser.add_argument(
+        "--family", default="llava", help="VLM family (model_type) of the random model"
+    )
     parser.add_argument("--questions", type=int, default=3, help="questions per way")
     parser.add_argument("--grid", type=int, default=2, help="grid n")
     parser.add_argument("--batch-questions", type=int, default=3, help="questions per call in (c)")
@@ -116,8 +152,14 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(0)
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
-    model, processor = build_model(args.real_shape, args.device, dtype)
-    counter = TokenCounter(model.model.language_model)
+    if args.family == "llava":
+        model, processor = build_model(args.real_shape, args.device, dtype)
+    elif args.real_shape:
+        parser.error("--real-shape is LLaVA-1.5-7B: use it with --family llava")
+    else:
+        model, processor = build_family(args.family, args.device, dtype)
+    inner = model.model
+    counter = TokenCounter(getattr(inner, "language_model", None) or inner.text_model)
     ds = build_synthetic(SyntheticConfig(num_questions=args.questions, grid=2, image_size=672))
     records, _ = records_with_images(ds, "bench")
     for record in records:
@@ -131,10 +173,13 @@ def main(argv: list[str] | None = None) -> int:
         return HFEvaluator(config, args.grid, model=model, processor=processor)
 
     prompt_tokens = len(processor.tokenizer(items[0].prompt)["input_ids"])
+    name = "LLaVA-1.5-7B shape" if args.real_shape else f"{args.family}, 2 layers, hidden 1024"
+    probe = evaluator()
+    overview = probe.process([probe.render("x", 1)], [[items[0].overview]])["input_ids"]
     print(
-        f"model: {'LLaVA-1.5-7B shape' if args.real_shape else 'LLaVA, real geometry, 2 layers'}"
-        f" on {args.device} ({dtype}); {args.questions} questions, grid {args.grid}x{args.grid}, "
-        f"prompt {prompt_tokens} tokens, {576} tokens an image; median of {args.repeats} runs"
+        f"model: {name} on {args.device} ({dtype}); {args.questions} questions, "
+        f"grid {args.grid}x{args.grid}, prompt {prompt_tokens} tokens, overview row "
+        f"{overview.shape[1]} tokens; median of {args.repeats} runs"
     )
     ways = {
         "a": (
