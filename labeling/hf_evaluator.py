@@ -1,10 +1,12 @@
 """The Hugging Face VLM evaluator: one forward per (overview, cell, prompt), no generation.
 
-For each row it reads the log-probabilities of the option letters at the answer position (only the
-last real token's logits are computed). With prefix sharing (the default) the prefix
-[prompt start + overview image] is run once per question and its KV cache reused for the question's
-n*n continuations [cell image + prompt] and for the overview-only baseline [prompt], all batched.
-Rows are right-padded, so positions match an unpadded run exactly.
+Any VLM family of ``labeling/families.py`` (LLaVA-1.5/NeXT/OneVision, Qwen2/2.5/3-VL, Idefics3,
+SmolVLM, Gemma 3, InternVL, Mistral 3). Rows are built by the family's own processor (images nested
+per row, one BOS) and right-padded; for each row the log-probabilities of the option letters are
+read at its last token (only those logits are computed). With prefix sharing (the default, where
+the family allows it) the [chat preamble + overview] prefix is run once per question and its KV
+cache serves the question's n*n cell continuations and the overview-only baseline, batched; where
+the prefix is cut and how it is checked is in ``labeling/sharing.py``.
 
 ``mode="generate"`` instead decodes greedily per pair at batch 1 and parses the answer as lmms-eval
 does, for comparison with that harness.
@@ -279,25 +281,55 @@ class HFEvaluator:
         return self._split(items, _restore(order, self._chunked(order, run)))
 
     def _score_shared(self, items: Sequence[LabelItem]) -> list[ItemScores]:
-        texts = [self._rows(item) for item in items]
-        two = [t[0][0] for t in texts]
-        one = [t[-1][0] for t in texts]
-        cuts = [len(os.path.commonprefix([a, b])) for a, b in zip(two, one)]
+        two = [self.render(item.prompt, 2) for item in items]
+        one = [self.render(item.prompt, 1) for item in items]
+        tails = [a[len(os.path.commonprefix([a, b])) :] for a, b in zip(two, one)]
         base = self.process(one, [[it.overview] for it in items])
         first = self.process(two, [[it.overview, it.cells[0].image] for it in items])
-        tails = self.process(
-            [t[c:] for t, c in zip(two, cuts)], [[it.cells[0].image] for it in items], False
-        )
+        first_tails = self.process(tails, [[it.cells[0].image] for it in items], False)
         plans = [
             plan_question(b, f, t, self.image_token_id)
-            for b, f, t in zip(rows_of(base), rows_of(first), rows_of(tails))
+            for b, f, t in zip(rows_of(base), rows_of(first), rows_of(first_tails))
         ]
-        if any(p is None for p in plans) or len({p.offset for p in plans}) > 1:
-            if len(items) > 1:  # prefixes of different lengths cannot share one cache
-                return [s for item in items for s in self._score_shared([item])]
-            self.whole_rows += 1
-            logger.debug("%s: no exact shared prefix, scored whole", items[0].qid)
-            return self._score_plain(items)
+        # one cache per group of questions whose prefixes have the same length
+        groups: dict[int | None, list[int]] = {}
+        for q, plan in enumerate(plans):
+            groups.setdefault(None if plan is None else plan.offset, []).append(q)
+        out: list[ItemScores | None] = [None] * len(items)
+        for offset, qs in groups.items():
+            picked = [items[q] for q in qs]
+            scores = None
+            if offset is not None:
+                if len(qs) < len(items):  # the prefix pixels of just these questions
+                    group_base = self.process(
+                        [one[q] for q in qs], [[it.overview] for it in picked]
+                    )
+                else:
+                    group_base = base
+                group_plans = [plans[q] for q in qs]
+                try:
+                    scores = self._score_group(
+                        picked, group_plans, group_base, [tails[q] for q in qs]
+                    )
+                except _Unshareable:
+                    pass
+            if scores is None:  # never approximately: these questions' rows are scored whole
+                if not self.whole_rows:
+                    logger.warning(
+                        "%s: %s has no exact shared prefix; such questions are scored whole "
+                        "(exact, slower)",
+                        self.config.model,
+                        picked[0].qid,
+                    )
+                self.whole_rows += len(qs)
+                scores = self._score_plain(picked)
+            for q, score in zip(qs, scores):
+                out[q] = score
+        return out  # type: ignore[return-value]
+
+    def _score_group(self, items, plans, base, tails) -> list[ItemScores]:
+        """Score questions whose prefixes have one length: one prefix forward, then every cell
+        and baseline continuation from its question's cached prefix."""
         offset = plans[0].offset
         prefix_rows = [r.slice(0, offset) for r in rows_of(base)]
         images = image_inputs(base)
@@ -311,16 +343,13 @@ class HFEvaluator:
             prefix=prefix_rows,
             prefix_images={k: images[k] for k in self.family.image_keys},
         )
-
         cells = [(q, j) for q, item in enumerate(items) for j in range(len(item.cells))]
-        order = sorted(range(len(cells)), key=lambda i: len(two[cells[i][0]]))
+        order = sorted(range(len(cells)), key=lambda i: len(tails[cells[i][0]]))
 
         def run_cells(chunk: list[int]) -> list[torch.Tensor]:
             picked = [cells[i] for i in chunk]
             batch = self.process(
-                [two[q][cuts[q] :] for q, _ in picked],
-                [[items[q].cells[j].image] for q, j in picked],
-                False,
+                [tails[q] for q, _ in picked], [[items[q].cells[j].image] for q, j in picked], False
             )
             conts = [plans[q].continuation(r) for (q, _), r in zip(picked, rows_of(batch))]
             if any(c is None for c in conts):
@@ -329,15 +358,10 @@ class HFEvaluator:
             return self._continue(shared, [q for q, _ in picked], conts, image_inputs(batch), extra)
 
         def run_baselines(chunk: list[int]) -> list[torch.Tensor]:
-            conts = [plans[q].baseline for q in chunk]
-            return self._continue(shared, chunk, conts, {}, {})
+            return self._continue(shared, chunk, [plans[q].baseline for q in chunk], {}, {})
 
-        try:
-            cell_lp = _restore(order, self._chunked(order, run_cells))
-            base_lp = self._chunked(list(range(len(items))), run_baselines)
-        except _Unshareable:
-            self.whole_rows += len(items)
-            return self._score_plain(items)
+        cell_lp = _restore(order, self._chunked(order, run_cells))
+        base_lp = self._chunked(list(range(len(items))), run_baselines)
         logprobs, cursor = [], 0
         for q, item in enumerate(items):
             logprobs += cell_lp[cursor : cursor + len(item.cells)] + [base_lp[q]]
@@ -349,19 +373,19 @@ class HFEvaluator:
         offset, family = shared.offset, self.family
         batch = pad_rows(conts, self.tokenizer.pad_token_id)
         width = batch["input_ids"].shape[1]
-        full = [
-            FullRow(
-                ids=(shared.prefix[q] + c).ids,
-                tokens=(shared.prefix[q] + c).tokens,
-                images={
-                    k: torch.cat([shared.prefix_images[k][q : q + 1], extra[k][j : j + 1]])
-                    if k in extra
-                    else shared.prefix_images[k][q : q + 1]
-                    for k in family.image_keys
-                },
-            )
-            for j, (q, c) in enumerate(zip(index, conts))
-        ]
+        full = []
+        for j, (q, cont) in enumerate(zip(index, conts)):
+            row = shared.prefix[q] + cont
+            per_image = {  # the prefix's image (the overview), then the continuation's
+                k: torch.cat(
+                    [
+                        shared.prefix_images[k][q : q + 1],
+                        *([extra[k][j : j + 1]] if k in extra else []),
+                    ]
+                )
+                for k in family.image_keys
+            }
+            full.append(FullRow(row.ids, row.tokens, per_image))
         for key in family.full_row_keys:  # over the whole row, prefix included
             prefix_part = torch.stack([shared.prefix[q].tokens[key] for q in index])
             batch[key] = torch.cat([prefix_part, batch[key]], dim=1)

@@ -118,7 +118,7 @@ class ScorerPreprocessor:
         shortest = get(size, "shortest_edge")
         crop_h, crop_w = get(crop, "height") if crop else None, get(crop, "width") if crop else None
         standard = (
-            type(proc).__name__.startswith("CLIPImageProcessor")
+            type(proc).__name__ == "CLIPImageProcessorPil"  # the same PIL resize as below
             and getattr(proc, "do_resize", False)
             and getattr(proc, "do_rescale", False)
             and getattr(proc, "do_normalize", False)
@@ -165,7 +165,9 @@ class RelevanceScorer(nn.Module):
         from transformers import AutoModel, AutoProcessor
 
         load = dict(revision=revision, trust_remote_code=trust_remote_code)
-        processor = AutoProcessor.from_pretrained(str(name_or_path), **load)
+        # the PIL image backend whether or not torchvision is installed: the same pixels on every
+        # machine (transformers picks the torchvision one when it can, which resizes differently)
+        processor = AutoProcessor.from_pretrained(str(name_or_path), backend="pil", **load)
         model = AutoModel.from_pretrained(str(name_or_path), dtype=dtype, **load)
         for method in ("get_text_features", "get_image_features"):
             if not hasattr(model, method):

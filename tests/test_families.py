@@ -145,9 +145,10 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.parametrize("family", ["llava_next", "qwen2_5_vl"])
+@pytest.mark.parametrize("family", ["llava_next", "idefics3", "gemma3", "qwen2_5_vl", "smolvlm"])
 def test_without_torchvision(family, synthetic_dir, tmp_path):
-    """LLaVA-NeXT labels without torchvision; Qwen2.5-VL says in one line what to install."""
+    """Families whose processor needs no torchvision label without it; the others say in one
+    line what to install."""
     import os
     import subprocess
     import sys
@@ -170,10 +171,47 @@ def test_without_torchvision(family, synthetic_dir, tmp_path):
         env=env,
         timeout=300,
     )
-    if family == "llava_next":
+    if "torchvision" not in families[family].needs:
         assert run.returncode == 0, run.stderr[-2000:]
     else:
         assert run.returncode == 2
         last = run.stderr.strip().splitlines()[-1]
         assert "Traceback" not in run.stderr
         assert last.startswith("semclip-label: error:") and "pip install torchvision" in last
+
+
+def test_images_of_different_sizes(family_dir, items):
+    """Overviews of different sizes: prefixes of different lengths for size-dependent families,
+    so the questions are grouped by prefix length; still equal to the full forward."""
+    from semclip.data.grid import crop_grid
+    from semclip.labeling.evaluator import LabelItem
+
+    ev = evaluator(family_dir, max_rows=5)
+    if ev.family.name not in ("llava_next", "qwen2_5_vl", "idefics3", "mistral3", "internvl"):
+        pytest.skip("the other families' token counts do not depend on the image size")
+    mixed = list(items)
+    for q, size in [(0, (112, 40)), (2, (40, 96))]:
+        overview = items[q].overview.resize(size)
+        mixed[q] = LabelItem(
+            **{**vars(items[q]), "overview": overview, "cells": crop_grid(overview, 2)}
+        )
+    expected = reference(ev, mixed)
+    torch.testing.assert_close(flat(ev.score(mixed)), expected, atol=1e-4, rtol=0)
+    assert ev.whole_rows == 0
+
+
+def test_a_question_without_an_exact_prefix_is_scored_whole(tiny_llava_dir, items, monkeypatch):
+    import semclip.labeling.hf_evaluator as module
+    from semclip.labeling.sharing import plan_question
+
+    ev = evaluator(tiny_llava_dir)
+    expected = reference(ev, items)
+    calls = []
+
+    def second_fails(*args):
+        calls.append(args)
+        return None if len(calls) == 2 else plan_question(*args)
+
+    monkeypatch.setattr(module, "plan_question", second_fails)
+    torch.testing.assert_close(flat(ev.score(items)), expected, atol=1e-4, rtol=0)
+    assert ev.whole_rows == 1

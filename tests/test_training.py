@@ -103,7 +103,7 @@ def test_export_round_trip_and_card(small_labels, tiny_clip_dir, tmp_path):
     texts = ["What color is the star?", "What color is the ring?"]
     ours = scorer.score(texts, images)
     plain = CLIPModel.from_pretrained(export).eval()
-    processor = AutoProcessor.from_pretrained(export)
+    processor = AutoProcessor.from_pretrained(export, backend="pil")  # the scorer's backend
     with torch.no_grad():
         out = plain(**processor(text=texts, images=images, return_tensors="pt", padding=True))
     assert_close(ours, out.logits_per_text, atol=1e-4, rtol=1e-4)
