@@ -27,11 +27,16 @@ def test_every_registered_family_has_a_tiny_builder():
 
 
 @pytest.fixture(scope="module", params=NAMES)
-def family_dir(request, tmp_path_factory) -> str:
-    missing = FAMILIES[request.param].missing_packages()
+def family(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def family_dir(family, tmp_path_factory) -> str:
+    missing = FAMILIES[family].missing_packages()
     if missing:
-        pytest.skip(f"{request.param}'s processor needs {missing}")
-    return str(build_tiny_vlm(request.param, tmp_path_factory.mktemp(request.param)))
+        pytest.skip(f"{family}'s processor needs {missing}")
+    return str(build_tiny_vlm(family, tmp_path_factory.mktemp(family)))
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +66,14 @@ def reference(ev: HFEvaluator, items) -> torch.Tensor:
                 logits = ev.model(**inputs).logits[0, -1]
                 out.append(torch.log_softmax(logits, -1)[ids])
     return torch.stack(out)
+
+
+def test_builds_are_byte_identical(family, family_dir, tmp_path):
+    from pathlib import Path
+
+    again = build_tiny_vlm(family, tmp_path / "again")
+    for file in ("model.safetensors", "tokenizer.json"):
+        assert (Path(family_dir) / file).read_bytes() == (again / file).read_bytes(), file
 
 
 def test_fast_paths_equal_the_full_forward(family_dir, items):

@@ -38,6 +38,9 @@ def test_wheel_contains_only_semclip(tmp_path):
         "semclip/demo.py",
         "semclip/configs/train_demo.yaml",
         "semclip/models/tiny.py",
+        "semclip/models/tiny_vlms/qwen.py",
+        "semclip/labeling/families.py",
+        "semclip/configs/label_qwen2_5_vl_scienceqa.yaml",
         "semclip/labeling/__init__.py",
         "semclip/training/__init__.py",
     ):
