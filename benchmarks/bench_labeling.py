@@ -107,10 +107,11 @@ def build_family(family: str, device: str, dtype: torch.dtype):
     rope = getattr(text, "rope_parameters", None) or {}
     if "mrope_section" in rope:  # M-RoPE sections sum to head_dim / 2
         rope["mrope_section"] = [s * 128 // old_head for s in rope["mrope_section"]]
-    for sub in ("vision_config",):  # projectors that map into the language model's width
-        vision = getattr(config, sub, None)
-        if vision is not None and hasattr(vision, "out_hidden_size"):
-            vision.out_hidden_size = 1024
+    vision = getattr(config, "vision_config", None)  # mergers that map into the LM's width
+    if vision is not None and hasattr(vision, "out_hidden_size"):  # Qwen2.5-VL, Qwen3-VL
+        vision.out_hidden_size = 1024
+    elif vision is not None and hasattr(vision, "embed_dim"):  # Qwen2-VL: hidden_size is the output
+        vision.hidden_size = 1024
     if family.startswith("qwen"):  # the published min_pixels / max_pixels
         processor.image_processor.size = {"shortest_edge": 3136, "longest_edge": 12845056}
     torch.manual_seed(0)
