@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as err:  # a VLM family's processor needs a package that is missing
         print(f"semclip-label: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a model or dataset that cannot be found or fetched
+        print(f"semclip-label: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=2))
     return 0
 

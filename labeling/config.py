@@ -22,7 +22,7 @@ import yaml
 from semclip.data.images import DEFAULT_MAX_PIXELS
 from semclip.data.prompts import DEFAULT_TEMPLATE
 from semclip.data.scienceqa import DEFAULT_DATASET
-from semclip.labeling.hf_evaluator import DEFAULT_VLM
+from semclip.labeling.hf_evaluator import DEFAULT_VLM, HFEvaluatorConfig
 
 
 @dataclass
@@ -102,6 +102,17 @@ class LabelConfig:
             raise ValueError("--batch-size and --flush-every must be >= 1")
         if not self.splits:
             raise ValueError("--splits needs at least one split")
+        if self.evaluator == "hf":
+            HFEvaluatorConfig(
+                model=self.model,
+                dtype=self.dtype,
+                mode=self.mode,
+                prompt_format=self.prompt_format,
+                max_rows=self.max_rows,
+            ).validate()  # before any model is loaded
+            local = self.model.startswith((".", "/", "~"))
+            if local and not Path(self.model).expanduser().is_dir():
+                raise ValueError(f"--model {self.model}: no such folder")
 
 
 def field_docs(cls: type) -> dict[str, str]:

@@ -190,3 +190,18 @@ def test_devices_as_lightning_takes_them():
 
     assert _devices("auto") == "auto" and _devices("2") == 2 and _devices(2) == 2
     assert _devices("0,1") == [0, 1] and _devices([0, 3]) == [0, 3] and _devices("-1") == -1
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--mode", "nope"], "--mode must be 'logprob' or 'generate'"),
+        (["--evaluator", "hf", "--model", "./no-such-model"], "no such folder"),
+    ],
+)
+def test_bad_vlm_arguments_are_one_line_before_any_loading(argv, message, capsys):
+    from semclip.label import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
