@@ -15,6 +15,7 @@ does, for comparison with that harness.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import logging
 import os
@@ -34,7 +35,7 @@ from semclip.data.prompts import (
     vlm_prompt_format,
 )
 from semclip.labeling.evaluator import ItemScores, LabelItem
-from semclip.labeling.families import FullRow, family_for, require_packages
+from semclip.labeling.families import Family, FullRow, family_for, require_packages
 from semclip.labeling.sharing import Row, image_inputs, pad_rows, plan_question, rows_of
 
 logger = logging.getLogger(__name__)
@@ -110,13 +111,32 @@ def _output_cache(out: Any):
 
 
 def _select_cache_rows(cache, index: torch.Tensor):
-    """A new cache whose batch rows are ``cache``'s rows at ``index`` (repeats allowed)."""
-    chosen = copy.deepcopy(cache)  # the prefix cache is reused by the next chunk
+    """A new cache whose batch rows are ``cache``'s rows at ``index`` (repeats allowed).
+
+    The prefix cache serves the next chunk too, so it must not change: its layers are copied
+    shallowly (selecting rows makes new tensors), never the whole cache deeply.
+    """
+    if hasattr(cache, "layers") and hasattr(cache, "batch_select_indices"):
+        chosen = copy.copy(cache)
+        chosen.layers = [copy.copy(layer) for layer in cache.layers]
+    else:
+        chosen = copy.deepcopy(cache)
     if hasattr(chosen, "batch_select_indices"):
-        chosen.batch_select_indices(index)
+        chosen.batch_select_indices(index.to(_cache_device(cache)))
     else:
         chosen.reorder_cache(index)
     return chosen
+
+
+def _cache_device(cache) -> torch.device | str:
+    layers = getattr(cache, "layers", None) or []
+    keys = getattr(layers[0], "keys", None) if layers else None
+    return keys.device if isinstance(keys, torch.Tensor) else "cpu"
+
+
+def shares_prefix(config: HFEvaluatorConfig, family: Family) -> bool:
+    """Whether scoring shares prefixes: asked for, one-forward mode, and exact for the family."""
+    return config.prefix_sharing and config.mode == "logprob" and family.independent_images
 
 
 def provenance_for(
@@ -179,11 +199,7 @@ class HFEvaluator:
     @property
     def prefix_sharing(self) -> bool:
         """Whether this evaluator shares prefixes (the config asks and the family allows it)."""
-        return (
-            self.config.prefix_sharing
-            and self.config.mode == "logprob"
-            and self.family.independent_images
-        )
+        return shares_prefix(self.config, self.family)
 
     # ------------------------------------------------------------------ prompts and tokens
     @property
@@ -240,6 +256,7 @@ class HFEvaluator:
             text=list(texts),
             images=nested if any(nested) else None,
             padding=True,
+            padding_side="right",  # some processors default to left (InternVL)
             return_tensors="pt",
             add_special_tokens=self.add_special_tokens if add_special is None else add_special,
         )
@@ -283,7 +300,7 @@ class HFEvaluator:
     def _score_shared(self, items: Sequence[LabelItem]) -> list[ItemScores]:
         two = [self.render(item.prompt, 2) for item in items]
         one = [self.render(item.prompt, 1) for item in items]
-        tails = [a[len(os.path.commonprefix([a, b])) :] for a, b in zip(two, one)]
+        tails = [a[self._cut(a, b) :] for a, b in zip(two, one)]
         base = self.process(one, [[it.overview] for it in items])
         first = self.process(two, [[it.overview, it.cells[0].image] for it in items])
         first_tails = self.process(tails, [[it.cells[0].image] for it in items], False)
@@ -313,6 +330,13 @@ class HFEvaluator:
                     )
                 except _Unshareable:
                     pass
+                except torch.cuda.OutOfMemoryError:  # the prefixes of the whole group at once
+                    if len(qs) == 1:
+                        raise
+                    torch.cuda.empty_cache()
+                    logger.warning("CUDA out of memory in a prefix forward: halving the group")
+                    half = len(picked) // 2
+                    scores = self._score_shared(picked[:half]) + self._score_shared(picked[half:])
             if scores is None:  # never approximately: these questions' rows are scored whole
                 if not self.whole_rows:
                     logger.warning(
@@ -326,6 +350,18 @@ class HFEvaluator:
             for q, score in zip(qs, scores):
                 out[q] = score
         return out  # type: ignore[return-value]
+
+    @functools.cached_property
+    def _neutral_prefix(self) -> str:
+        return os.path.commonprefix([self.render("\x00", 2), self.render("\x00", 1)])
+
+    def _cut(self, two: str, one: str) -> int:
+        """Where the cell's image starts in the 2-image text: found from a neutral prompt, so
+        a prompt that starts like an image placeholder (``<b>...``) cannot move it."""
+        neutral = self._neutral_prefix
+        if two.startswith(neutral) and one.startswith(neutral):
+            return len(neutral)
+        return len(os.path.commonprefix([two, one]))  # a template with text before the images
 
     def _score_group(self, items, plans, base, tails) -> list[ItemScores]:
         """Score questions whose prefixes have one length: one prefix forward, then every cell
@@ -447,13 +483,13 @@ class HFEvaluator:
             **inputs,
             do_sample=False,
             max_new_tokens=self.config.max_new_tokens,
-            output_scores=True,
+            output_logits=True,  # raw: scores would carry e.g. a repetition penalty
             return_dict_in_generate=True,
             pad_token_id=self.tokenizer.pad_token_id,
         )
         new = out.sequences[0, inputs["input_ids"].shape[1] :]
         text_out = self.tokenizer.decode(new, skip_special_tokens=True)
-        first = torch.log_softmax(out.scores[0][0].float(), dim=-1)
+        first = torch.log_softmax(out.logits[0][0].float(), dim=-1)
         return first[self.letter_ids(letters)].tolist(), parse_answer(text_out, letters)
 
     def _generate_item(self, item: LabelItem) -> ItemScores:

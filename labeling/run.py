@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from semclip.data.labels import (
+    LabelProvenance,
     LabelSetInfo,
     ShardWriter,
     done_qids,
@@ -31,7 +32,12 @@ from semclip.data.scienceqa import QARecord, load_qa_dataset, records_with_image
 from semclip.labeling.config import LabelConfig
 from semclip.labeling.evaluator import Evaluator, LabelItem, Skip, label_row, prepare_item, skip_row
 from semclip.labeling.families import family_for, require_packages
-from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig, provenance_for
+from semclip.labeling.hf_evaluator import (
+    HFEvaluator,
+    HFEvaluatorConfig,
+    provenance_for,
+    shares_prefix,
+)
 from semclip.labeling.simulated import SimulatedConfig, SimulatedEvaluator
 
 logger = logging.getLogger(__name__)
@@ -202,7 +208,13 @@ def run_labeling(config: LabelConfig, evaluator: Evaluator | None = None) -> dic
         evaluator = build_evaluator(config)
     # The resume key needs the evaluator's provenance; the HF one is built in setup() on the
     # right device, so here a provenance-only probe is made without loading weights.
-    provenance = evaluator.provenance if evaluator is not None else _hf_provenance(config)
+    sharing: dict[str, Any] = {}
+    if evaluator is not None:
+        provenance = evaluator.provenance
+        if isinstance(evaluator, HFEvaluator):
+            sharing = {"family": evaluator.family.name, "prefix_sharing": evaluator.prefix_sharing}
+    else:
+        provenance, sharing = _hf_provenance(config)
     key = provenance.resume_key
     if trainer.is_global_zero:
         previous = read_info(config.output_dir)
@@ -213,7 +225,7 @@ def run_labeling(config: LabelConfig, evaluator: Evaluator | None = None) -> dic
             dataset_revision=config.dataset_revision,
             prompt_template=config.template,
             splits=splits,
-            **_sharing(config),
+            **sharing,
         )
         if previous is not None and previous.provenance.resume_key != key:
             logger.warning(
@@ -242,6 +254,11 @@ def run_labeling(config: LabelConfig, evaluator: Evaluator | None = None) -> dic
             module = LabelingModule(config, plan.todo, key, evaluator)
             trainer.predict(module, return_predictions=False)
             evaluator = module.evaluator  # keep the loaded model for the next split
+            if getattr(evaluator, "whole_rows", 0):
+                logger.info(
+                    "%d question(s) had no exact shared prefix and were scored whole",
+                    evaluator.whole_rows,
+                )
         if trainer.world_size > 1:
             trainer.strategy.barrier()
         table = read_labels(config.output_dir, split, key)
@@ -252,25 +269,17 @@ def run_labeling(config: LabelConfig, evaluator: Evaluator | None = None) -> dic
     return summary
 
 
-def _sharing(config: LabelConfig) -> dict[str, Any]:
-    """The label set's record of the VLM family and whether prefixes were shared."""
-    if config.evaluator != "hf":
-        return {}
-    from transformers import AutoConfig
-
-    load = dict(revision=config.revision, trust_remote_code=config.trust_remote_code)
-    family = family_for(AutoConfig.from_pretrained(config.model, **load).model_type)
-    shared = config.prefix_sharing and config.mode == "logprob" and family.independent_images
-    return {"family": family.name, "prefix_sharing": shared}
-
-
-def _hf_provenance(config: LabelConfig):
-    """The HF evaluator's provenance (resume key) from its config and processor, no weights."""
+def _hf_provenance(config: LabelConfig) -> tuple[LabelProvenance, dict[str, Any]]:
+    """The HF evaluator's provenance (resume key) from its config and processor, no weights,
+    and the label set's record of its VLM family and whether prefixes are shared."""
     from transformers import AutoConfig, AutoProcessor
 
     load = dict(revision=config.revision, trust_remote_code=config.trust_remote_code)
     model_type = AutoConfig.from_pretrained(config.model, **load).model_type
-    require_packages(family_for(model_type), config.model)
+    family = family_for(model_type)
+    require_packages(family, config.model)
     processor = AutoProcessor.from_pretrained(config.model, **load)
     device = "cuda" if torch.cuda.is_available() and config.accelerator != "cpu" else "cpu"
-    return provenance_for(hf_config(config), config.grid, processor, model_type, device)
+    evaluator = hf_config(config)
+    provenance = provenance_for(evaluator, config.grid, processor, model_type, device)
+    return provenance, {"family": family.name, "prefix_sharing": shares_prefix(evaluator, family)}

@@ -70,7 +70,10 @@ def image_inputs(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def rows_of(batch: Mapping[str, torch.Tensor]) -> list[Row]:
     """The rows of a right-padded processor output, padding removed."""
     keys = token_keys(batch)
-    lengths = batch["attention_mask"].sum(dim=1).tolist()
+    mask = batch["attention_mask"]
+    lengths = mask.sum(dim=1).tolist()
+    if any(not mask[b, :n].all() for b, n in enumerate(lengths)):
+        raise ValueError("expected right-padded rows (padding_side='right')")
     return [
         Row(batch["input_ids"][b, :n], {k: batch[k][b, :n] for k in keys})
         for b, n in enumerate(lengths)
@@ -118,12 +121,12 @@ def plan_question(
         if kept > len(rest):
             continue
         if torch.equal(rest.ids[len(rest) - kept :], first_tail.ids[skip:]):
-            seam = first_tail.ids[:skip]
-            if (seam == image_token_id).any():
-                return None
+            seam, head = first_tail.ids[:skip], rest.ids[: len(rest) - kept]
+            if (seam == image_token_id).any() or (head == image_token_id).any():
+                return None  # image tokens belong to the cell's own part, never the seam
             return QuestionPlan(
                 offset=offset,
-                head=rest.slice(0, len(rest) - kept),
+                head=rest.slice(0, len(head)),
                 skip=skip,
                 seam=seam,
                 baseline=baseline.slice(offset),

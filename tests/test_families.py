@@ -44,6 +44,7 @@ def items():
     ds = build_synthetic(SyntheticConfig(num_questions=3, grid=2, image_size=96, seed=5))
     recs, _ = records_with_images(ds, "train")
     recs[1].hint = "A longer context line that makes this prompt longer than the others."
+    recs[2].question = "<b>" + recs[2].question  # starts like an image placeholder
     return [prepare_item(r, 2) for r in recs]
 
 
@@ -92,7 +93,10 @@ def test_fast_paths_equal_the_full_forward(family_dir, items):
 
 
 def test_generate_first_step_equals_letter_scores(family_dir, items):
-    gen = evaluator(family_dir, mode="generate", max_new_tokens=1).score(items[:1])
+    generator = evaluator(family_dir, mode="generate", max_new_tokens=1)
+    # as in some published generation configs (Qwen2-VL: 1.05): the raw logits are what count
+    generator.model.generation_config.repetition_penalty = 1.5
+    gen = generator.score(items[:1])
     one = evaluator(family_dir).score(items[:1])
     torch.testing.assert_close(flat(gen), flat(one), atol=1e-4, rtol=0)
     assert all(a in ("A", "B", "C", "D", "unparsed") for a in gen[0].cell_answers)
@@ -228,3 +232,39 @@ def test_a_question_without_an_exact_prefix_is_scored_whole(tiny_llava_dir, item
     monkeypatch.setattr(module, "plan_question", second_fails)
     torch.testing.assert_close(flat(ev.score(items)), expected, atol=1e-4, rtol=0)
     assert ev.whole_rows == 1
+
+
+def test_rows_are_right_padded_whatever_the_processor_default(family, family_dir, items, tmp_path):
+    """A checkpoint whose tokenizer config does not say: the processor's own default decides
+    (left for InternVL), and the evaluator must still pad on the right."""
+    import json
+    import shutil
+
+    copy = shutil.copytree(family_dir, tmp_path / "left")
+    config_file = copy / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config.pop("padding_side", None)
+    config_file.write_text(json.dumps(config))
+    ev = evaluator(str(copy), max_rows=4)
+    expected = reference(ev, items[:2])
+    torch.testing.assert_close(flat(ev.score(items[:2])), expected, atol=1e-4, rtol=0)
+    ev.config.prefix_sharing = False
+    torch.testing.assert_close(flat(ev.score(items[:2])), expected, atol=1e-4, rtol=0)
+
+
+def test_out_of_memory_in_the_prefix_forward_halves_the_group(tiny_llava_dir, items, monkeypatch):
+    ev = evaluator(tiny_llava_dir)
+    expected = flat(ev.score(items))
+    real = ev._score_group
+    sizes = []
+
+    def picky(group, *args):
+        sizes.append(len(group))
+        if len(group) > 1:
+            raise torch.cuda.OutOfMemoryError("fake")
+        return real(group, *args)
+
+    monkeypatch.setattr(ev, "_score_group", picky)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    torch.testing.assert_close(flat(ev.score(items)), expected, atol=1e-5, rtol=0)
+    assert sizes == [3, 1, 2, 1, 1]
