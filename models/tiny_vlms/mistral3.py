@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from semclip.models.tiny import CLIP_MEAN, CLIP_STD
 from semclip.models.tiny_vlms.common import TEXT, VISION, save_tiny, seeded, tiny_tokenizer
 
 #: Longest image side after resizing (real: 1540).
@@ -21,8 +22,6 @@ LONGEST_EDGE = 96
 #: is 5 rows of 6 tokens (35 with the breaks and the end) and a 48 x 40 one 3 rows of 3 (12).
 PATCH_SIZE = 8
 SPATIAL_MERGE_SIZE = 2
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 DEFAULT_SYSTEM_MESSAGE = (
     "You are Mistral Small 3, a Large Language Model (LLM) created by Mistral AI, "

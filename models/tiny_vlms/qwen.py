@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from semclip.models.tiny import CLIP_MEAN, CLIP_STD
 from semclip.models.tiny_vlms.common import TEXT, VISION, save_tiny, seeded, tiny_tokenizer
 
 #: Special tokens of the real Qwen vocabularies that these models use, in the real id order.
@@ -34,8 +35,6 @@ QWEN_NAMED = {
     "vision_start_token": "<|vision_start|>",
     "vision_end_token": "<|vision_end|>",
 }
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 _CONTENT = (
     "{% if message['content'] is string %}{{ message['content'] }}"
