@@ -20,7 +20,7 @@ from pathlib import Path
 from semclip.data.images import load_image
 from semclip.data.prompts import render_prompt
 from semclip.data.synthetic import SyntheticConfig, save_synthetic
-from semclip.data.visualize import contact_sheet, draw_grid
+from semclip.data.visualize import PICK, RELEVANT, contact_sheet, draw_grid
 
 CONFIG = Path(__file__).resolve().parent / "configs" / "train_demo.yaml"
 
@@ -45,6 +45,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def selections_sheet(selector, test, grid: int, right: int = 4, wrong: int = 4):
+    """Up to ``right`` right and ``wrong`` wrong picks of the selector on the first test rows
+    (right: the pick is one of the ``relevant_cells`` the synthetic set records), on one sheet."""
+    from semclip.models.selector import selection_picture
+
+    rows = test.select(range(min(200, len(test))))
+    images = [load_image(r["image"]) for r in rows]
+    selections = selector.select(images, rows["question"], k=1, grid=grid)
+    kept: dict[bool, list] = {True: [], False: []}
+    for image, selection, row in zip(images, selections, rows):
+        is_right = selection.indices[0] in row["relevant_cells"]
+        if len(kept[is_right]) < (right if is_right else wrong):
+            picture = selection_picture(
+                image, selection, row["question"], relevant=row["relevant_cells"]
+            )
+            kept[is_right].append(picture)
+    found = f"{len(kept[True])} right and {len(kept[False])} wrong picks"
+    return contact_sheet(
+        kept[True] + kept[False],
+        title=f"What the trained selector picks on held-out questions ({found} shown)",
+        legend=[
+            (PICK, "red frame: the selector's pick (the cell it scores highest)"),
+            (RELEVANT, "blue frame: the relevant cell (ground truth); RIGHT = the pick is one"),
+            (
+                None,
+                "bar and number under each cell: its share of the softmax over the cells' "
+                "scores, on a fixed 0-100% scale (the shares of an image sum to 100%)",
+            ),
+        ],  # fmt: skip
+    )
+
+
 def stage(number: int, text: str) -> None:
     print(f"\n[{number}/4] {text}", flush=True)
 
@@ -57,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from semclip.labeling.config import LabelConfig
     from semclip.labeling.run import run_labeling
-    from semclip.models.selector import Selector, selection_picture
+    from semclip.models.selector import Selector
     from semclip.models.tiny import build_tiny_clip, build_tiny_llava
     from semclip.train import main as train_main
     from semclip.training.evaluate import EvalConfig, evaluate
@@ -77,10 +109,19 @@ def main(argv: list[str] | None = None) -> int:
     for row in dd["test"].select(range(min(8, len(dd["test"])))):
         caption = render_prompt(row["question"], row["choices"]).splitlines()[0]
         image = load_image(row["image"])
-        pictures.append(draw_grid(image, args.grid, chosen=row["relevant_cells"], caption=caption))
-    contact_sheet(pictures).save(out / "synthetic_grids.png")
+        pictures.append(
+            draw_grid(image, args.grid, relevant=row["relevant_cells"], caption=caption)
+        )
+    contact_sheet(
+        pictures,
+        title=f"Synthetic test questions, each image cut into a {args.grid}x{args.grid} grid",
+        legend=[
+            (RELEVANT, "blue frame: the cell holding the shape the question asks about"),
+            (None, "#i: cell index (row-major); cells are shown apart, their pixels unchanged"),
+        ],
+    ).save(out / "synthetic_grids.png")
     clip_dir = build_tiny_clip(out / "tiny-clip")
-    print(f"      grids with the relevant cell outlined: {out / 'synthetic_grids.png'}")
+    print(f"      grids with the relevant cell framed in blue: {out / 'synthetic_grids.png'}")
 
     stage(2, f"labels from the {args.evaluator} evaluator")
     labels = out / ("labels" if args.evaluator == "simulated" else "labels-tiny-llava")
@@ -100,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     for split, s in summary["splits"].items():
         print(
             f"      {split}: {s['labelled']} labelled, overview-only accuracy "
-            f"{s['baseline_accuracy']:.2f}, oracle {s['oracle_accuracy']:.2f}, "
+            f"{s['baseline_accuracy']:.0%}, oracle {s['oracle_accuracy']:.0%}, "
             f"{s['with_positive_and_negative']:.0%} with a right and a wrong cell"
         )
 
@@ -144,21 +185,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"done in {time.perf_counter() - start:.0f}s")
         return 0
     selector = Selector.from_pretrained(export, device="cpu")
-    rows = dd["test"].select(range(min(8, len(dd["test"]))))
-    images = [load_image(r["image"]) for r in rows]
-    selections = selector.select(images, rows["question"], k=1, grid=args.grid)
-    sheet = contact_sheet(
-        [selection_picture(i, s, q) for i, s, q in zip(images, selections, rows["question"])]
-    )
+    sheet = selections_sheet(selector, dd["test"], args.grid)
     sheet.save(out / "selections.png")
     acc = results["accuracy"]
     print(
-        f"trained scorer {acc['trained scorer']:.3f} vs random crop {acc['random crop']:.3f}, "
-        f"zero-shot {acc['zero-shot (untrained CLIP)']:.3f}, oracle {acc['oracle']:.3f}"
+        f"accuracy: trained scorer {acc['trained scorer']:.1%} vs random crop "
+        f"{acc['random crop']:.1%}, zero-shot {acc['zero-shot (untrained CLIP)']:.1%}, "
+        f"oracle {acc['oracle']:.1%}"
     )
     print(
-        f"pictures: {out / 'selections.png'} (red: the trained selector's pick), "
-        f"{out / 'eval' / 'accuracy.png'}"
+        f"pictures: {out / 'selections.png'} (red frame: the trained selector's pick, blue: the "
+        f"relevant cell), {out / 'eval' / 'accuracy.png'}"
     )
     print(f"done in {time.perf_counter() - start:.0f}s")
     return 0

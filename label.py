@@ -13,28 +13,36 @@ import sys
 import warnings
 
 
-def main(argv: list[str] | None = None) -> int:
-    from semclip.labeling.config import parse_config
-    from semclip.labeling.run import run_labeling
+def _error(err: BaseException) -> int:
+    """A mistake the user can fix: one line on stderr, exit code 2."""
+    first = (str(err).splitlines() or [type(err).__name__])[0]
+    print(f"semclip-label: error: {first}", file=sys.stderr)
+    return 2
 
+
+def main(argv: list[str] | None = None) -> int:
+    from semclip.labeling.config import check_model_available, parse_config
+
+    try:
+        config = parse_config(argv)  # light imports only: --help and flag mistakes answer at once
+        if config.evaluator == "hf":
+            check_model_available(config.model, config.revision)  # before minutes of retries
+    except (ValueError, OSError) as err:
+        return _error(err)
+    from semclip.labeling.run import run_labeling  # torch and Lightning
+
+    # After Lightning's import, which sets its own loggers' levels.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for name in ("lightning.pytorch", "lightning.fabric", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*predict returned None.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     try:
-        config = parse_config(argv)
-    except ValueError as err:
-        print(f"semclip-label: error: {err}", file=sys.stderr)
-        return 2
-    try:
         summary = run_labeling(config)
     except ImportError as err:  # a VLM family's processor needs a package that is missing
-        print(f"semclip-label: error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
     except OSError as err:  # a model or dataset that cannot be found or fetched
-        print(f"semclip-label: error: {str(err).splitlines()[0]}", file=sys.stderr)
-        return 2
+        return _error(err)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -7,8 +7,52 @@ python train.py export --ckpt runs/paper/checkpoints/last.ckpt --out scorer/
 
 from __future__ import annotations
 
+import argparse
+import sys
+
+SUBCOMMANDS = {
+    "fit": "train the scorer; checkpoints, logs and the exported best model go under "
+    "--trainer.default_root_dir",
+    "validate": "hit rate, MRR and loss on the validation questions (--ckpt_path)",
+    "test": "hit rate and MRR on --data.test_split (--ckpt_path)",
+    "export": "turn a checkpoint into a Hugging Face folder with a model card",
+    "push": "upload an exported scorer or a label set to the Hugging Face Hub",
+}
+
+EXAMPLES = """examples:
+  semclip-train fit --config configs/train_demo.yaml
+  semclip-train fit --config configs/train_demo.yaml --ckpt_path last     # resume
+  semclip-train fit --config configs/train_demo.yaml --overwrite true     # start over
+  semclip-train test --config configs/train_demo.yaml --ckpt_path last
+  semclip-train export --ckpt demo_out/train/checkpoints/last.ckpt --out scorer/
+  semclip-train push model scorer/ user/semclip-scorer --private
+
+`semclip-train SUBCOMMAND --help` lists a subcommand's options and their defaults."""
+
+
+def help_parser() -> argparse.ArgumentParser:
+    """The top-level parser, for ``--help`` only: answers without importing Lightning."""
+    parser = argparse.ArgumentParser(
+        prog="semclip-train",
+        description="Fine-tune the SemClip relevance scorer on a label set made by label.py.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
+    for name, text in SUBCOMMANDS.items():
+        commands.add_parser(name, help=text)
+    return parser
+
 
 def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        if not args:
+            names = ", ".join(SUBCOMMANDS)
+            print(f"semclip-train: error: choose a subcommand: {names} (--help)", file=sys.stderr)
+            return 2
+        help_parser().print_help()
+        return 0
     from semclip.training.cli import main as cli_main
 
     return cli_main(argv)

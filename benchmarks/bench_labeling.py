@@ -133,18 +133,33 @@ class TokenCounter:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--real-shape", action="store_true", help="LLaVA-1.5-7B shape (GPU)")
     parser.add_argument(
         "--family", default="llava", help="VLM family (model_type) of the random model"
     )
     parser.add_argument("--questions", type=int, default=3, help="questions per way")
     parser.add_argument("--grid", type=int, default=2, help="grid n")
-    parser.add_argument("--batch-questions", type=int, default=3, help="questions per call in (c)")
     parser.add_argument(
-        "--max-rows", type=int, help="rows per forward in (b), (c) (default: 5 on CPU, 64 on GPU)"
+        "--batch-questions",
+        type=int,
+        default=3,
+        help="questions per call in (c), the prefix-shared way (default: 3)",
     )
-    parser.add_argument("--max-new-tokens", type=int, default=2, help="(a): a letter and EOS")
+    parser.add_argument(
+        "--max-rows",
+        type=int,
+        help="rows per forward in (b) and (c), the one-forward ways (default: 5 on CPU, 64 on GPU)",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=2,
+        help="tokens (a), the generate() way, may write: a letter and EOS (default: 2)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median counts")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)

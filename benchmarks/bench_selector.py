@@ -28,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     import importlib.util
     from pathlib import Path
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--real-shape", action="store_true", help="random CLIP ViT-L/14 (GPU)")
     parser.add_argument("--pairs", type=int, default=32, help="(image, question) pairs = batch")
     parser.add_argument("--grid", type=int, default=3, help="grid n")

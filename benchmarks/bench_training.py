@@ -91,7 +91,10 @@ def count_flops(scorer: RelevanceScorer, tokens, pixels) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--real-shape", action="store_true", help="random CLIP ViT-L/14 (GPU)")
     parser.add_argument("--questions", type=int, default=48, help="questions in the pair set")
     parser.add_argument("--grid", type=int, default=3, help="grid n")

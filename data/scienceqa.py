@@ -15,9 +15,12 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
+if TYPE_CHECKING:  # ``datasets`` takes seconds to import: loaded only when a dataset is
+    import datasets
+
+from semclip.data.hub import looks_local, probe_hub
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +30,10 @@ REQUIRED_FIELDS = ("image", "question", "choices", "answer", "hint")
 
 class MissingFieldsError(ValueError):
     """The dataset lacks columns the ScienceQA schema needs."""
+
+
+class DatasetUnavailableError(OSError):
+    """A dataset that is neither on this machine nor reachable; the message says what to do."""
 
 
 @dataclass
@@ -62,6 +69,22 @@ def _is_parquet_source(source: str) -> bool:
     )
 
 
+def check_local_source(source: str) -> None:
+    """Raise ``FileNotFoundError`` if ``source`` looks like a local path and nothing is there.
+
+    Without this a mistyped folder is taken for a hub id and costs minutes of retries.
+    """
+    if not looks_local(source):
+        return
+    path = os.path.expanduser(source)
+    found = glob.glob(path) if glob.has_magic(path) else os.path.exists(path)
+    if not found:
+        raise FileNotFoundError(
+            f"no such folder or file: {source} (a dataset is a save_to_disk folder, parquet "
+            "file(s) or a hub id such as derek-thomas/ScienceQA)"
+        )
+
+
 def load_qa_dataset(
     source: str = DEFAULT_DATASET,
     split: str = "train",
@@ -70,8 +93,15 @@ def load_qa_dataset(
 ) -> datasets.Dataset:
     """Load one split from a hub id, a ``save_to_disk`` folder or parquet file(s).
 
-    Raises :class:`MissingFieldsError` naming the absent columns.
+    Raises :class:`MissingFieldsError` naming the absent columns, ``FileNotFoundError`` for a
+    local path that does not exist, and :class:`DatasetUnavailableError` for a hub id that is
+    neither cached nor reachable (offline, fast: no retries).
     """
+    import datasets
+
+    check_local_source(source)
+    if looks_local(source):
+        source = os.path.expanduser(source)
     path = Path(source)
     if path.is_dir() and (
         (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()
@@ -95,7 +125,31 @@ def load_qa_dataset(
         if not files:
             raise FileNotFoundError(f"no parquet files match {source}")
         ds = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=cache_dir)
+    elif path.exists():  # another local layout (csv, json, ...): ``load_dataset`` reads it
+        ds = datasets.load_dataset(source, split=split, revision=revision, cache_dir=cache_dir)
+    elif datasets.config.HF_HUB_OFFLINE:
+        try:
+            ds = datasets.load_dataset(source, split=split, revision=revision, cache_dir=cache_dir)
+        except ConnectionError as err:
+            raise DatasetUnavailableError(
+                f"dataset {source} is neither a folder here nor in the hub cache, and the hub is "
+                "off (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set): pass a local save_to_disk "
+                f"folder or parquet file(s), or unset it and go online to download {source}"
+            ) from err
     else:
+        status = probe_hub(source, "dataset", revision)
+        if status == "missing":
+            raise DatasetUnavailableError(
+                f"dataset {source} is neither a folder here nor on the Hugging Face Hub (if it "
+                "is private, log in with `hf auth login`): check the name, or pass a local "
+                "save_to_disk folder or parquet file(s)"
+            )
+        if status is not None:
+            raise DatasetUnavailableError(
+                f"dataset {source} is not a folder here and the Hugging Face Hub cannot be "
+                f"reached ({status}): pass a local save_to_disk folder or parquet file(s), set "
+                "HF_HUB_OFFLINE=1 to use a cached copy, or go online"
+            )
         ds = datasets.load_dataset(source, split=split, revision=revision, cache_dir=cache_dir)
     check_fields(ds.column_names, source)
     if isinstance(ds.features.get("image"), datasets.Image):

@@ -1,8 +1,11 @@
 """The labeling job's typed config and its command line (flags generated from the dataclass).
 
 Every field is a flag (``max_rows`` -> ``--max-rows``; booleans get ``--no-...`` too) whose help is
-the field's docstring; ``--config job.yaml`` sets any of them (keys as field names), and flags on
-the command line win over the file.
+the field's docstring and its default; ``--config job.yaml`` sets any of them (keys as field
+names), and flags on the command line win over the file.
+
+Building the parser imports nothing heavy (no torch, transformers or datasets) so that ``--help``
+and flag mistakes answer at once; the VLM's own checks are imported in :meth:`LabelConfig.validate`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import re
 import textwrap
 import typing
 from dataclasses import dataclass, field
@@ -19,15 +23,37 @@ from typing import Any
 
 import yaml
 
+from semclip.data.grid import MAX_GRID, MIN_GRID, check_grid
+from semclip.data.hub import probe_hub
 from semclip.data.images import DEFAULT_MAX_PIXELS
 from semclip.data.prompts import DEFAULT_TEMPLATE
-from semclip.data.scienceqa import DEFAULT_DATASET
-from semclip.labeling.hf_evaluator import DEFAULT_VLM, HFEvaluatorConfig
+from semclip.data.scienceqa import DEFAULT_DATASET, check_local_source
+
+#: ``semclip.labeling.hf_evaluator.DEFAULT_VLM``, repeated here because importing that module
+#: imports torch (seconds) just to print ``--help``; a test keeps the two equal.
+DEFAULT_VLM = "llava-hf/llava-1.5-7b-hf"
+
+EXAMPLES = f"""\
+A bare `python label.py` labels the train split of {DEFAULT_DATASET} with
+{DEFAULT_VLM}: both are downloaded from the Hugging Face Hub on first use
+(the model is about 14 GB; a GPU is advised).
+
+examples:
+  # the synthetic demo set on CPU, no model (`python demo.py` writes demo_out/synthetic)
+  python label.py --dataset demo_out/synthetic --splits train test \\
+      --evaluator simulated --output-dir demo_out/labels
+  # ScienceQA with LLaVA-1.5-7B on GPU(s), settings from a YAML file, one flag overriding it
+  python label.py --config configs/label_llava15_scienceqa.yaml --limit 100
+  # a local parquet copy, 3 x 3 grid, two splits
+  python label.py --dataset scienceqa/*.parquet --splits train validation --grid 3
+"""
 
 
 @dataclass
 class LabelConfig:
-    """Everything a labeling run needs."""
+    """Label a ScienceQA-schema dataset with a VLM: for every question with an image and every grid
+    cell, the VLM is shown [overview, cell, question] and whether it answers correctly is recorded
+    (the overview alone gives the baseline). Every flag can also be set in --config YAML."""
 
     dataset: str = DEFAULT_DATASET
     """Hub id, ``save_to_disk`` folder or parquet file(s) in the ScienceQA schema."""
@@ -36,7 +62,7 @@ class LabelConfig:
     splits: list[str] = field(default_factory=lambda: ["train"])
     """Splits to label."""
     grid: int = 2
-    """Grid n: each image is cut into n x n cells."""
+    """Grid n (1..8): each image is cut into n x n cells."""
     evaluator: str = "hf"
     """``hf`` (a Hugging Face VLM) or ``simulated`` (the synthetic set's stand-in; no model)."""
     model: str = DEFAULT_VLM
@@ -102,7 +128,16 @@ class LabelConfig:
             raise ValueError("--batch-size and --flush-every must be >= 1")
         if not self.splits:
             raise ValueError("--splits needs at least one split")
+        try:
+            check_grid(self.grid)
+        except ValueError:
+            raise ValueError(
+                f"--grid must be an integer in {MIN_GRID}..{MAX_GRID}, got {self.grid!r}"
+            ) from None
+        check_local_source(self.dataset)  # a mistyped folder, before any hub call
         if self.evaluator == "hf":
+            from semclip.labeling.hf_evaluator import HFEvaluatorConfig
+
             HFEvaluatorConfig(
                 model=self.model,
                 dtype=self.dtype,
@@ -113,6 +148,41 @@ class LabelConfig:
             local = self.model.startswith((".", "/", "~"))
             if local and not Path(self.model).expanduser().is_dir():
                 raise ValueError(f"--model {self.model}: no such folder")
+
+
+def check_model_available(model: str, revision: str | None = None) -> None:
+    """Raise ``OSError`` naming ``--model`` when it is a hub id that cannot be had: offline and not
+    cached, not on the hub, or the hub unreachable. Seconds, where ``from_pretrained`` retries for
+    minutes. A local folder passes (:meth:`LabelConfig.validate` checks it exists).
+    """
+    if Path(model).expanduser().exists():
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE:
+        try:
+            cached = try_to_load_from_cache(model, "config.json", revision=revision)
+        except ValueError:  # not a valid repository id
+            cached = None
+        if not isinstance(cached, str):
+            raise OSError(
+                f"--model {model} is neither a folder here nor in the hub cache, and the hub is "
+                "off (HF_HUB_OFFLINE is set): pass a local model folder with --model, or unset "
+                "HF_HUB_OFFLINE and go online to download it"
+            )
+        return
+    status = probe_hub(model, "model", revision)
+    if status == "missing":
+        raise OSError(
+            f"--model {model} is neither a folder here nor on the Hugging Face Hub (if it is "
+            "private, log in with `hf auth login`): check the name"
+        )
+    if status is not None:
+        raise OSError(
+            f"--model {model} is not a folder here and the Hugging Face Hub cannot be reached "
+            f"({status}): pass a local model folder, set HF_HUB_OFFLINE=1 to use a cached copy, "
+            "or go online"
+        )
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -132,6 +202,26 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def plain_text(doc: str) -> str:
+    """A docstring as help text: RST markup (``x``, :class:`x`) reduced to its text."""
+    doc = re.sub(r":\w+:`~?([^`]+)`", r"\1", doc)
+    return re.sub(r"``([^`]+)``", r"\1", doc)
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    if isinstance(value, str) and ("\n" in value or not value):
+        return repr(value)
+    return str(value)
+
+
 def _converter(annotation: Any):
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     base = args[0] if args else annotation
@@ -142,13 +232,28 @@ def _converter(annotation: Any):
     return str
 
 
-def build_parser(cls: type = LabelConfig, prog: str = "semclip-label") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=(cls.__doc__ or "").strip())
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line (no usage block), exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser(
+    cls: type = LabelConfig, prog: str = "semclip-label", epilog: str | None = EXAMPLES
+) -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog=prog,
+        description=inspect.cleandoc(cls.__doc__ or ""),
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", help="YAML file of field: value (flags win over it)")
     docs, hints = field_docs(cls), typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         flag, annotation = "--" + f.name.replace("_", "-"), hints[f.name]
-        help_text = docs.get(f.name, "")
+        help_text = f"{plain_text(docs.get(f.name, ''))} (default: {_shown(_default_of(f))})"
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %
         if annotation is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
         elif typing.get_origin(annotation) is list:
@@ -165,7 +270,16 @@ def parse_config(argv: list[str] | None, cls: type = LabelConfig) -> Any:
     values: dict[str, Any] = {}
     config_path = args.pop("config")
     if config_path:
-        loaded = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+        try:
+            loaded = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+        except OSError as err:
+            raise ValueError(f"--config {config_path}: {err.strerror or err}") from None
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            line = f" at line {where.line + 1}" if where else ""
+            raise ValueError(f"--config {config_path}: not valid YAML{line}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--config {config_path}: expected field: value pairs")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(k.replace("-", "_") for k in loaded) - names)
         if unknown:

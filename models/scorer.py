@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from semclip.data.hub import hub_reachable, looks_local
 from semclip.data.images import pad_to_square, processor_background
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,33 @@ def scorer_text(
     if mode in ("question_choices", "full") and choices:
         parts.append("Options: " + ", ".join(choices) + ".")
     return " ".join(parts)
+
+
+def resolve_source(name_or_path: str | Path) -> tuple[str, bool]:
+    """``(name, local_files_only)`` for ``from_pretrained``: a folder is taken as is; a
+    local-looking path that is not a folder is an error; a hub id is read from the cache only when
+    the hub cannot be reached (fails in a second instead of retrying for minutes)."""
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path), False
+    if looks_local(name) or path.exists():
+        raise FileNotFoundError(f"{name}: no such folder (check the path)")
+    return name, not hub_reachable()
+
+
+def _unreachable_message(name: str) -> str:
+    import huggingface_hub
+
+    why = (
+        "HF_HUB_OFFLINE=1 is set"
+        if huggingface_hub.is_offline_mode()
+        else "the Hugging Face Hub cannot be reached"
+    )
+    return (
+        f"{name} is not in the Hugging Face cache and {why}: download it once with network "
+        f"(hf download {name}), or pass a local folder"
+    )
 
 
 def _features(output) -> torch.Tensor:
@@ -161,10 +189,24 @@ class RelevanceScorer(nn.Module):
         text_mode: str = "question",
         trust_remote_code: bool = False,
     ) -> RelevanceScorer:
-        """Load a scorer from a hub id or a local folder (e.g. an exported one)."""
+        """Load a scorer from a hub id or a local folder (e.g. an exported one).
+
+        A path that looks local (``./x``, ``/x``, ``~/x``, ``a/b/c``) and is not a folder, and a hub
+        id that is neither cached nor reachable (offline), raise a one-line ``OSError`` at once.
+        """
+        name, local_only = resolve_source(name_or_path)
+        load = dict(revision=revision, trust_remote_code=trust_remote_code)
+        if local_only:  # a hub id, offline: the cache or nothing
+            try:
+                return cls._load(name, dtype, text_mode, dict(load, local_files_only=True))
+            except OSError as err:
+                raise OSError(_unreachable_message(name)) from err
+        return cls._load(name, dtype, text_mode, load)
+
+    @classmethod
+    def _load(cls, name_or_path: str, dtype, text_mode: str, load: dict) -> RelevanceScorer:
         from transformers import AutoModel, AutoProcessor
 
-        load = dict(revision=revision, trust_remote_code=trust_remote_code)
         # the PIL image backend whether or not torchvision is installed: the same pixels on every
         # machine (transformers picks the torchvision one when it can, which resizes differently)
         processor = AutoProcessor.from_pretrained(str(name_or_path), backend="pil", **load)

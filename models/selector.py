@@ -22,7 +22,7 @@ from PIL import Image
 from semclip.data.grid import Box, check_grid, crop_grid
 from semclip.data.images import load_image, pad_to_square, processor_background
 from semclip.data.prompts import render_input, vlm_prompt_format
-from semclip.data.visualize import draw_grid
+from semclip.data.visualize import INK, RIGHT, WRONG, draw_grid
 from semclip.models.scorer import RelevanceScorer
 
 
@@ -150,15 +150,32 @@ def vlm_inputs(
 
 
 def selection_picture(
-    image: Image.Image, selection: Selection, question: str, width: int = 360
+    image: Image.Image,
+    selection: Selection,
+    question: str,
+    width: int = 360,
+    relevant: Sequence[int] | None = None,
 ) -> Image.Image:
-    """The image with its grid, each cell tinted by score, the chosen cell(s) outlined in red and
-    the question underneath."""
+    """The image's cells set apart (pixels untouched), the pick framed in red, under each cell a bar
+    and number: its share of the softmax over the cells' scores (fixed 0-100 % scale); the question
+    underneath. With ``relevant`` (ground truth) those cells get a blue frame and a header says
+    whether the pick is right or wrong."""
+    shares = torch.tensor(selection.scores).softmax(0).tolist()
+    picked = ", ".join(f"#{i}" for i in selection.indices)
+    header, color = f"pick {picked}", INK
+    if relevant is not None:
+        right = any(i in relevant for i in selection.indices)
+        wanted = ", ".join(f"#{i}" for i in relevant) or "none"
+        header = f"{'RIGHT' if right else 'WRONG'}: picked {picked}, relevant {wanted}"
+        color = RIGHT if right else WRONG
     return draw_grid(
         load_image(image),
         selection.grid,
-        scores=selection.scores,
+        shares=shares,
         chosen=selection.indices,
+        relevant=relevant or (),
         caption=question,
+        header=header,
+        header_color=color,
         width=width,
     )

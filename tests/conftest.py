@@ -40,3 +40,11 @@ def synthetic_dir(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("synthetic") / "set"
     save_synthetic(str(out), SyntheticConfig(grid=2, image_size=96), {"train": 24, "test": 12})
     return str(out)
+
+
+def pytest_runtest_setup(item) -> None:
+    """Say which long test is running, so a quiet terminal is not mistaken for a hang."""
+    if item.get_closest_marker("slow") is not None:
+        reporter = item.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write(f"\n[slow] {item.nodeid} ... ")

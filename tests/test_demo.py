@@ -2,11 +2,13 @@
 
 import json
 
+import pytest
 import torch
 
 from semclip.demo import main
 
 
+@pytest.mark.slow
 def test_demo_learns_and_beats_the_baselines(tmp_path, capsys):
     """Defaults of the demo (n = 2, chance 0.25): a tiny CLIP from scratch, trained on simulated
     labels, reaches >= 0.8 top-1 hit rate on held-out questions in about two CPU minutes, and beats
@@ -29,6 +31,7 @@ def test_demo_learns_and_beats_the_baselines(tmp_path, capsys):
     assert (out / "train" / "export" / "README.md").exists()
 
 
+@pytest.mark.slow
 def test_demo_real_vlm_code_path(tmp_path, capsys):
     out = tmp_path / "demo"
     argv = [

@@ -162,6 +162,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["llava_next", "idefics3", "gemma3", "qwen2_5_vl", "smolvlm"])
 def test_without_torchvision(family, synthetic_dir, tmp_path):
     """Families whose processor needs no torchvision label without it; the others say in one

@@ -228,6 +228,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_push_and_load_back(hub, tiny_clip_dir, synthetic_dir, tmp_path):
     from semclip.labeling.config import LabelConfig
     from semclip.labeling.run import run_labeling

@@ -130,6 +130,7 @@ def test_job_array_shards_are_disjoint_and_complete(synthetic_dir, tmp_path):
     assert tags == {"r0s0of3", "r0s1of3", "r0s2of3"}
 
 
+@pytest.mark.slow
 def test_two_processes_label_disjoint_slices_without_padding_duplicates(tmp_path):
     from semclip.data.synthetic import save_synthetic
 

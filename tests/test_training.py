@@ -67,6 +67,7 @@ class KillAtEpoch(__import__("lightning").pytorch.Callback):
             raise Killed("killed mid-run")
 
 
+@pytest.mark.slow
 def test_resume_gives_identical_weights(small_labels, tiny_clip_dir, tmp_path):
     straight = cli(tmp_path / "a", small_labels, tiny_clip_dir, "--trainer.max_epochs=2")
     straight.trainer.fit(straight.model, straight.datamodule)
@@ -219,6 +220,7 @@ def test_freezing_a_tower(tiny_clip_dir):
     assert module.scorer.model.training  # from_pretrained gave eval mode; training needs train
 
 
+@pytest.mark.slow
 def test_two_processes_validate_every_question_once(small_labels, tiny_clip_dir, tmp_path):
     from semclip.training.data import UnpaddedDistributedSampler
 

@@ -13,13 +13,14 @@ import hashlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from semclip.data.images import load_image
-from semclip.data.labels import read_info, read_labels
+from semclip.data.labels import read_info, read_labels, shard_files
 from semclip.data.scienceqa import load_qa_dataset, question_id
 from semclip.models.scorer import scorer_text
 
@@ -51,14 +52,21 @@ def load_groups(
 
     The source dataset defaults to the one recorded in ``labelset.json``.
     """
+    check_labels_dir(labels_dir)
     info = read_info(labels_dir)
     source = dataset or (info.dataset if info else None)
     if source is None:
-        raise ValueError(f"{labels_dir} has no labelset.json: pass the source dataset explicitly")
+        raise ValueError(
+            f"--data.labels_dir {labels_dir} has no labelset.json: pass --data.dataset, the "
+            "dataset the labels were made from"
+        )
     key = resume_key or (info.provenance.resume_key if info else None)
     table = read_labels(labels_dir, split, key).to_pylist()
     if not table:
-        raise ValueError(f"no labels for split {split!r} (resume key {key}) in {labels_dir}")
+        raise ValueError(
+            f"no labels for split {split!r} (resume key {key}) in {labels_dir}: label it with "
+            f"`python label.py --splits {split}` or choose another --data.*_split"
+        )
     ds = load_qa_dataset(
         source, split, revision=dataset_revision or (info and info.dataset_revision)
     )
@@ -98,6 +106,16 @@ def load_groups(
         )
     groups.sort(key=lambda g: g.qid)
     return groups, left_out, ds
+
+
+def check_labels_dir(labels_dir: str) -> None:
+    """A one-line ``FileNotFoundError`` when ``labels_dir`` holds no label shards."""
+    if not shard_files(labels_dir):
+        what = "no label shards were found in" if Path(labels_dir).is_dir() else "no such folder:"
+        raise FileNotFoundError(
+            f"--data.labels_dir: {what} {labels_dir}; make label shards with `python label.py "
+            f"--output-dir {labels_dir}` (see `python label.py --help`) or pass the folder it wrote"
+        )
 
 
 def is_validation(qid: str, fraction: float, seed: int) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,11 @@ def _clean(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+def _public(hparams: dict[str, Any]) -> dict[str, Any]:
+    """The user's hyper-parameters, without internal entries (LightningCLI's ``_instantiator``)."""
+    return _clean({k: v for k, v in hparams.items() if not str(k).startswith("_")})
 
 
 def build_card(
@@ -76,7 +82,7 @@ def build_card(
             f"- resume key: `{p.resume_key}` (prompt template hash `{p.template_hash}`)",
         ]
     metric_lines = [f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items())]
-    config = json.dumps({"model": _clean(hparams), "data": _clean(data_hparams)}, indent=2)
+    config = json.dumps({"model": _public(hparams), "data": _public(data_hparams)}, indent=2)
     content = f"""---
 {card_data.to_yaml()}
 ---
@@ -124,6 +130,10 @@ def export_module(
     module.scorer.save_pretrained(out)
     card = build_card(dict(module.hparams), data_hparams or {}, metrics or {})
     card.save(str(out / "README.md"))
+    # safetensors writes the weights 0600 (a temp file renamed); give them the card's mode
+    mode = stat.S_IMODE((out / "README.md").stat().st_mode)
+    for path in out.glob("*.safetensors"):
+        path.chmod(mode)
     return out
 
 
@@ -131,6 +141,11 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
     """Export a Lightning checkpoint of :class:`ScorerModule` to a HF folder."""
     from semclip.training.module import ScorerModule
 
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(
+            f"--ckpt {ckpt_path}: no such file (checkpoints are in "
+            "{default_root_dir}/checkpoints, e.g. last.ckpt)"
+        )
     module = ScorerModule.load_from_checkpoint(str(ckpt_path), map_location="cpu")
     checkpoint = torch.load(str(ckpt_path), map_location="cpu", weights_only=False)
     data_hparams = checkpoint.get("datamodule_hyper_parameters", {})
@@ -151,6 +166,7 @@ class ExportBest(pl.Callback):
             dirpath: Where the HF folder goes; default ``{default_root_dir}/export``.
         """
         self.dirpath = dirpath
+        self.exported: Path | None = None  # where on_fit_end put the folder
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -163,4 +179,5 @@ class ExportBest(pl.Callback):
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if "val/" in k}
             dm = trainer.datamodule
             export_module(pl_module, out, dict(dm.hparams) if dm else {}, metrics)
+        self.exported = Path(out)
         logger.info("exported the scorer to %s", out)

@@ -53,9 +53,12 @@ class ScorerModule(pl.LightningModule):
         self.val_metrics = RankingMetrics()
         self.val_loss = MeanMetric()
         self.test_metrics = RankingMetrics()
-        self.scorer: RelevanceScorer = RelevanceScorer.from_pretrained(
-            model, revision=revision, text_mode=text_mode
-        )
+        try:
+            self.scorer: RelevanceScorer = RelevanceScorer.from_pretrained(
+                model, revision=revision, text_mode=text_mode
+            )
+        except OSError as err:  # one line that names the flag (a missing folder, offline)
+            raise OSError(f"--model.model {str(err).splitlines()[0]}") from err
         self.scorer.model.train()  # from_pretrained returns eval mode; Lightning would keep it
         self._freeze()
         if gradient_checkpointing:
