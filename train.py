@@ -53,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         help_parser().print_help()
         return 0
+    if args[0] not in SUBCOMMANDS:
+        names = ", ".join(SUBCOMMANDS)
+        print(
+            f"semclip-train: error: unknown subcommand {args[0]!r}; choose {names}", file=sys.stderr
+        )
+        return 2
     from semclip.training.cli import main as cli_main
 
     return cli_main(argv)

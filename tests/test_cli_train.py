@@ -140,7 +140,7 @@ def test_no_subcommand_is_one_line(capsys):
     assert "fit" in line and "export" in line and "push" in line
 
 
-def test_predict_is_not_offered(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["predict", "--help"])
-    assert exit_info.value.code == 2
+def test_predict_and_typos_are_not_offered(capsys):
+    for argv in (["predict", "--help"], ["fitt"]):
+        line = one_line_error(argv, capsys)
+        assert "unknown subcommand" in line and "fit, validate, test, export, push" in line
