@@ -48,3 +48,29 @@ def pytest_runtest_setup(item) -> None:
         reporter = item.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write(f"\n[slow] {item.nodeid} ... ")
+
+
+HEAVY_MODULES = ("torch", "lightning", "transformers", "datasets")
+
+
+@pytest.fixture
+def heavy_imports_for_help():
+    """The heavy modules a CLI imports to answer ``--help``, in a fresh interpreter: what makes
+    ``--help`` take seconds (counted rather than timed, so a busy machine cannot fail it)."""
+    import subprocess
+    import sys
+
+    def run(module: str) -> list[str]:
+        code = (
+            "import sys\n"
+            f"from {module} import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            f"print('HEAVY:' + ','.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+        )
+        (line,) = [x for x in done.stdout.splitlines() if x.startswith("HEAVY:")]
+        return [m for m in line.removeprefix("HEAVY:").split(",") if m]
+
+    return run
