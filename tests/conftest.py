@@ -34,6 +34,26 @@ def tiny_clip_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def small_labels(synthetic_dir, tmp_path_factory) -> str:
+    """The synthetic set's train and test splits labelled by the simulated evaluator."""
+    from semclip.labeling.config import LabelConfig
+    from semclip.labeling.run import run_labeling
+
+    out = tmp_path_factory.mktemp("labels")
+    cfg = LabelConfig(
+        dataset=synthetic_dir,
+        splits=["train", "test"],
+        evaluator="simulated",
+        min_visible=0.3,
+        output_dir=str(out),
+        accelerator="cpu",
+        progress=False,
+    )
+    run_labeling(cfg)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory) -> str:
     from semclip.data.synthetic import SyntheticConfig, save_synthetic
 

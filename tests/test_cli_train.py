@@ -7,29 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from semclip.labeling.config import LabelConfig
-from semclip.labeling.run import run_labeling
 from semclip.train import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = str(ROOT / "configs" / "train_demo.yaml")
 PAPER_CONFIG = str(ROOT / "configs" / "train_paper.yaml")
-
-
-@pytest.fixture(scope="module")
-def small_labels(synthetic_dir, tmp_path_factory) -> str:
-    out = tmp_path_factory.mktemp("labels")
-    cfg = LabelConfig(
-        dataset=synthetic_dir,
-        splits=["train"],
-        evaluator="simulated",
-        min_visible=0.3,
-        output_dir=str(out),
-        accelerator="cpu",
-        progress=False,
-    )
-    run_labeling(cfg)
-    return str(out)
 
 
 def fit_args(root, labels, model, *extra) -> list[str]:

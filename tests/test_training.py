@@ -8,8 +8,6 @@ import yaml
 from PIL import Image
 from torch.testing import assert_close
 
-from semclip.labeling.config import LabelConfig
-from semclip.labeling.run import run_labeling
 from semclip.models.scorer import RelevanceScorer, scorer_text
 from semclip.training.cli import ScorerCLI
 from semclip.training.data import ScorerDataModule, load_groups
@@ -17,22 +15,6 @@ from semclip.training.module import ScorerModule
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = str(ROOT / "configs" / "train_demo.yaml")
-
-
-@pytest.fixture(scope="module")
-def small_labels(synthetic_dir, tmp_path_factory) -> str:
-    out = tmp_path_factory.mktemp("labels")
-    cfg = LabelConfig(
-        dataset=synthetic_dir,
-        splits=["train", "test"],
-        evaluator="simulated",
-        min_visible=0.3,
-        output_dir=str(out),
-        accelerator="cpu",
-        progress=False,
-    )
-    run_labeling(cfg)
-    return str(out)
 
 
 def cli(root, labels, model, *extra):
