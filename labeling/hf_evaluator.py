@@ -288,14 +288,40 @@ class HFEvaluator:
         return [(two, [item.overview, c.image]) for c in item.cells] + [(one, [item.overview])]
 
     def _score_plain(self, items: Sequence[LabelItem]) -> list[ItemScores]:
-        rows = [row for item in items for row in self._rows(item)]
+        return self._split(items, self._row_logprobs([r for it in items for r in self._rows(it)]))
+
+    def _row_logprobs(self, rows: Sequence[tuple[str, Sequence]]) -> list[torch.Tensor]:
+        """Full-vocabulary log-probs after each (text, images) row, whole rows batched by length."""
         order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))  # little padding
 
         def run(chunk: list[int]) -> list[torch.Tensor]:
             batch = self.process([rows[i][0] for i in chunk], [rows[i][1] for i in chunk])
             return self._logprobs(batch)
 
-        return self._split(items, _restore(order, self._chunked(order, run)))
+        return _restore(order, self._chunked(order, run))
+
+    # ------------------------------------------------------------------ any views (inference)
+    def score_views(
+        self,
+        prompts: Sequence[str],
+        views: Sequence[Sequence],
+        letters: Sequence[Sequence[str]],
+    ) -> list[list[float]]:
+        """Option-letter log-probs of each row ``[*views, prompt]`` (e.g. the overview, then the
+        selected crops best first): the input is rendered and processed exactly as labeling's
+        rows are, and ``views == [overview, cell]`` gives a labelled cell's log-probs."""
+        with torch.inference_mode():
+            rows = [(self.render(p, len(v)), list(v)) for p, v in zip(prompts, views, strict=True)]
+            logprobs = self._row_logprobs(rows)
+        return [lp[self.letter_ids(ls)].tolist() for lp, ls in zip(logprobs, letters)]
+
+    def generate_views(
+        self, prompt: str, views: Sequence, letters: Sequence[str]
+    ) -> tuple[list[float], str]:
+        """Greedy answer to ``[*views, prompt]``: first-step letter log-probs and the parsed
+        answer (a letter or ``unparsed``), as ``--mode generate`` labels."""
+        with torch.inference_mode():
+            return self._generate_pair(self.render(prompt, len(views)), list(views), letters)
 
     def _score_shared(self, items: Sequence[LabelItem]) -> list[ItemScores]:
         two = [self.render(item.prompt, 2) for item in items]

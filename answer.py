@@ -1,0 +1,161 @@
+"""semclip-answer: one image and a multiple-choice question, answered by a VLM with SemClip.
+
+    python answer.py --vlm llava-hf/llava-1.5-7b-hf --scorer runs/x/export \
+        --image photo.jpg --question "What color is the star?" --choices red blue green
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import warnings
+from pathlib import Path
+
+PROG = "semclip-answer"
+
+EXAMPLES = """\
+prints one line: the answer, its probability, and the crop(s) the VLM was shown; saves a picture
+of the grid with the pick framed (--out).
+
+examples:
+  # the demo's trained scorer and tiny VLM (after `python demo.py`)
+  semclip-answer --vlm demo_out/tiny-llava --scorer demo_out/train/export \\
+      --image demo_out/example.png --question "What color is the star?" \\
+      --choices red blue green yellow
+  # LLaVA-1.5-7B on GPU, two crops from a 3x3 grid, a context line
+  semclip-answer --vlm llava-hf/llava-1.5-7b-hf --scorer runs/x/export --grid 3 --k 2 \\
+      --image chart.png --question "Which year is highest?" --choices 2019 2020 2021 \\
+      --hint "A bar chart of sales."
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not the usage block
+        self.exit(2, f"{PROG}: error: {message} (see {PROG} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Answer one multiple-choice question about an image with a VLM and SemClip: "
+        "the overview plus the crop(s) a scorer picks.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--vlm", required=True, help="VLM hub id or folder (required)")
+    parser.add_argument(
+        "--scorer",
+        help="exported scorer folder, a stock CLIP/SigLIP hub id, vlm-psi (the VLM's own "
+        "similarity) or random[:SEED]; leave it out for the plain VLM",
+    )
+    parser.add_argument("--image", required=True, help="image file (required)")
+    parser.add_argument("--question", required=True, help="the question (required)")
+    parser.add_argument("--choices", nargs="+", required=True, help="the options, in order")
+    parser.add_argument("--hint", default="", help="context line shown before the question")
+    parser.add_argument("--k", type=int, default=1, help="crops shown to the VLM (default: 1)")
+    parser.add_argument(
+        "--grid", type=int, help="grid n (default: the scorer's training grid, else 2)"
+    )
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
+    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
+    parser.add_argument(
+        "--mode", default="logprob", help="logprob (one forward) or generate (default: logprob)"
+    )
+    parser.add_argument(
+        "--out", default="semclip-answer.png", help="picture of the pick (default: %(default)s)"
+    )
+    return parser
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """ValueError, naming the flag, for what a user can get wrong (before any model loads)."""
+    from semclip.data.hub import looks_local
+
+    if not Path(args.image).expanduser().is_file():
+        raise ValueError(f"--image {args.image}: no such file")
+    for flag, name in (("--vlm", args.vlm), ("--scorer", args.scorer)):
+        if name and looks_local(name) and not Path(name).expanduser().is_dir():
+            raise ValueError(f"{flag} {name}: no such folder")
+    if args.grid is not None and not 1 <= args.grid <= 8:
+        raise ValueError(f"--grid must be in 1..8, got {args.grid}")
+    if args.k < 0 or (args.k > 0 and args.scorer is None):
+        raise ValueError("--k needs --scorer (leave both out, or --k 0, for the plain VLM)")
+    if args.mode not in ("logprob", "generate"):
+        raise ValueError(f"--mode must be logprob or generate, got {args.mode!r}")
+    if args.dtype not in ("auto", "bfloat16", "float16", "float32"):
+        raise ValueError(f"--dtype must be auto, bfloat16, float16 or float32, got {args.dtype!r}")
+    if len(args.choices) > 26:
+        raise ValueError(f"--choices: {len(args.choices)} options, but only 26 letters exist")
+
+
+def describe(answer, choices: list[str], scorer: str | None) -> str:
+    """The one line a person reads: answer, probability, what the VLM was shown."""
+    index = answer.choice_index
+    if index is None or not 0 <= index < len(choices):
+        said = f"no option ({answer.letter})"
+    else:
+        probs = [math.exp(v) for v in answer.logprobs]
+        share = probs[index] / sum(probs)
+        said = f"{answer.letter}. {choices[index]} (p={share:.2f} among the options)"
+    if not answer.indices:
+        return f"{said}; shown: the whole image only"
+    n = answer.grid
+    crops = ", ".join(f"#{i} at {tuple(b)}" for i, b in zip(answer.indices, answer.boxes))
+    return f"{said}; shown: the whole image + crop {crops} of the {n}x{n} grid, picked by {scorer}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        check_args(args)
+        from semclip.labeling.config import check_model_available
+
+        check_model_available(args.vlm)
+    except (ValueError, OSError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    from semclip.data.images import ImageError, load_image
+    from semclip.inference.semclip import SemClip
+    from semclip.models.selector import Selection, selection_picture
+
+    try:
+        image = load_image(args.image)
+        semclip = SemClip.from_pretrained(
+            args.vlm,
+            scorer=args.scorer,
+            grid=args.grid,
+            k=args.k if args.scorer else 0,
+            device=args.device,
+            dtype=args.dtype,
+            mode=args.mode,
+        )
+        [answer] = semclip.answer([image], [args.question], [args.choices], [args.hint])
+    except ImageError as err:
+        print(f"{PROG}: error: --image {args.image}: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError, ImportError) as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        print(f"{PROG}: error: {first}", file=sys.stderr)
+        return 2
+    print(describe(answer, args.choices, args.scorer))
+    if answer.indices:
+        cells = semclip.prepare(image, args.question, args.choices).cells
+        selection = Selection(
+            indices=answer.indices,
+            crops=[cells[i].image for i in answer.indices],
+            boxes=answer.boxes,
+            scores=answer.scores,
+            grid=answer.grid,
+        )
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        selection_picture(image, selection, args.question).save(args.out)
+        print(f"picture: {args.out} (red frame: the crop(s) shown to the VLM)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,297 @@
+"""Evaluation with the VLM in the loop: what SemClip does for a VLM on a multiple-choice split.
+
+For every question the VLM is run on the overview alone and on [overview, cell] for every cell of
+the n x n grid (the labeling stage's own scoring, so these rows equal the stored-label evaluation
+of ``semclip.training.evaluate`` on the same questions), and on [overview, top-k crops] for each
+scorer and each k >= 2. Rows (accuracy over the questions):
+
+- plain VLM (k=0): the overview alone;
+- random (k=1): the expected accuracy of a uniformly random cell (exact: mean over the cells);
+- majority vote (k=1): the most common answer over the cells, right or wrong;
+- oracle (k=1): some cell is right (the upper bound of any one-crop selector);
+- NAME (k=1), NAME (k=2), ...: the VLM fed the overview and scorer NAME's top-k crops, best first;
+- random (k=2), ...: the expected accuracy of k random crops (mean over ``random_draws`` seeded
+  draws per question).
+
+Per subject too, ranking metrics of each scorer, and the same JSON / Markdown / bar chart outputs
+as the stored-label evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from semclip.data.images import DEFAULT_MAX_PIXELS
+from semclip.data.prompts import DEFAULT_TEMPLATE
+from semclip.data.scienceqa import load_qa_dataset, records_with_images
+from semclip.inference.scorers import CellScorer, Query, load_scorer
+from semclip.inference.semclip import Prepared, SemClip
+from semclip.labeling.evaluator import LabelItem, label_row, prepare_item
+from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig
+from semclip.training.evaluate import bar_chart, baseline_rows
+from semclip.training.metrics import RankingMetrics
+
+logger = logging.getLogger(__name__)
+
+PLAIN, MAJORITY, ORACLE = "plain VLM (k=0)", "majority vote (k=1)", "oracle (k=1)"
+
+
+@dataclass
+class VLMEvalConfig:
+    """What to evaluate with the VLM in the loop."""
+
+    vlm: str
+    """VLM hub id or folder (any family labeling supports)."""
+    dataset: str
+    """Source dataset: hub id, ``save_to_disk`` folder or parquet file(s)."""
+    split: str = "test"
+    """Split to evaluate on."""
+    columns: Any = None
+    """Column mapping or preset name for a dataset not in the ScienceQA schema."""
+    scorers: dict[str, str] = field(default_factory=dict)
+    """Row name -> scorer (exported folder or hub id, ``vlm-psi``)."""
+    ks: list[int] = field(default_factory=lambda: [1, 2])
+    """Crops fed to the VLM for each scorer (and for random)."""
+    grid: int = 2
+    """Grid n of the crops."""
+    random_draws: int = 4
+    """Draws per question for the random rows with k >= 2."""
+    seed: int = 0
+    """Seed of the random draws."""
+    limit: int | None = None
+    """Evaluate at most this many questions (the first ones)."""
+    batch_size: int = 8
+    """Questions per batch."""
+    device: str | None = None
+    """Device for the VLM and the scorers (default: CUDA if present)."""
+    dtype: str = "auto"
+    """VLM dtype: auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32."""
+    mode: str = "logprob"
+    """``logprob`` (one forward, letter log-probs) or ``generate`` (greedy, parsed)."""
+    prompt_format: str = "auto"
+    """``auto``, ``llava15`` or ``chat_template``."""
+    max_rows: int = 32
+    """Most rows in one VLM forward (halved on CUDA out-of-memory)."""
+    template: str = DEFAULT_TEMPLATE
+    """Question prompt template."""
+    out_dir: str = "eval-vlm"
+    """Where results.json, table.md and accuracy.png go."""
+
+    def validate(self) -> None:
+        if any(k < 1 or k > self.grid**2 for k in self.ks):
+            raise ValueError(f"--k: a {self.grid}x{self.grid} grid has 1..{self.grid**2} cells")
+        if self.random_draws < 1 or self.batch_size < 1:
+            raise ValueError("--random-draws and --batch-size must be >= 1")
+
+
+def _draw(qid: str, seed: int, k: int, draw: int, cells: int) -> list[int]:
+    digest = hashlib.sha256(f"{seed}/{qid}/{k}/{draw}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big")).sample(range(cells), k)
+
+
+class _Tally:
+    """Per-question correctness of every row, in row order."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[float]] = {}
+
+    def add(self, name: str, values: Sequence[float]) -> None:
+        self.rows.setdefault(name, []).extend(float(v) for v in values)
+
+
+def evaluate_with_vlm(config: VLMEvalConfig, vlm: HFEvaluator | None = None) -> dict[str, Any]:
+    """Every row of the module docstring on ``config.split``; writes results.json, table.md and
+    accuracy.png to ``config.out_dir`` and returns the results."""
+    config.validate()
+    if vlm is None:
+        vlm = HFEvaluator(
+            HFEvaluatorConfig(
+                model=config.vlm,
+                dtype=config.dtype,
+                device=config.device,
+                mode=config.mode,
+                max_rows=config.max_rows,
+                prompt_format=config.prompt_format,
+                template=config.template,
+            ),
+            grid=config.grid,
+        )
+    scorers: dict[str, CellScorer] = {
+        name: load_scorer(spec, vlm, device=config.device) for name, spec in config.scorers.items()
+    }
+    extra = {"columns": config.columns} if config.columns is not None else {}
+    ds = load_qa_dataset(config.dataset, config.split, **extra)
+    records, left_out = records_with_images(ds, config.split, limit=config.limit)
+    cells = config.grid**2
+    semclip = SemClip(vlm, grid=config.grid, k=0, template=config.template)
+    tally, skipped = _Tally(), Counter(left_out)
+    labelled: list[dict[str, Any]] = []
+    all_scores: dict[str, list[torch.Tensor]] = defaultdict(list)
+    for start in range(0, len(records), config.batch_size):
+        batch = records[start : start + config.batch_size]
+        prepared = [
+            prepare_item(r, config.grid, config.template, DEFAULT_MAX_PIXELS) for r in batch
+        ]
+        items = [p for p in prepared if isinstance(p, LabelItem)]
+        skipped.update(p.reason for p in prepared if not isinstance(p, LabelItem))
+        if not items:
+            continue
+        records_of = {r.qid: r for r in batch}
+        rows = [label_row(it, s, vlm.provenance) for it, s in zip(items, vlm.score(items))]
+        labelled += rows
+        base = baseline_rows(rows)
+        tally.add(PLAIN, base["overview only"])
+        tally.add("random (k=1)", base["random crop"])
+        tally.add(MAJORITY, base["majority vote"])
+        tally.add(ORACLE, base["oracle"])
+        queries = [
+            Query(it.overview, records_of[it.qid].question, records_of[it.qid].hint,
+                  records_of[it.qid].choices)
+            for it in items
+        ]  # fmt: skip
+        views = [Prepared(it.overview, it.cells, it.prompt, it.letters, q)
+                 for it, q in zip(items, queries)]  # fmt: skip
+        for name, scorer in scorers.items():
+            scores = scorer.cell_scores(queries, config.grid)
+            all_scores[name].append(scores)
+            for k in config.ks:
+                top = torch.topk(scores, k, dim=1).indices.tolist()
+                if k == 1:  # the labelled cell row is exactly this input
+                    tally.add(f"{name} (k=1)", [r["cell_correct"][t[0]] for r, t in zip(rows, top)])
+                else:
+                    tally.add(f"{name} (k={k})", _correct(semclip, views, top, rows))
+        for k in (k for k in config.ks if k > 1):
+            draws = [
+                [_draw(it.qid, config.seed, k, d, cells) for it in items]
+                for d in range(config.random_draws)
+            ]
+            per_draw = [_correct(semclip, views, picks, rows) for picks in draws]
+            tally.add(f"random (k={k})", [sum(v) / len(v) for v in zip(*per_draw)])
+        logger.info("evaluated %d / %d questions", start + len(batch), len(records))
+    if not labelled:
+        raise ValueError(
+            f"no question of split {config.split!r} of {config.dataset} could be evaluated "
+            f"(left out: {dict(skipped) or 'none'}; the split has {len(records)} questions)"
+        )
+    return _write(config, vlm, tally, labelled, all_scores, skipped)
+
+
+def _correct(semclip: SemClip, views: list[Prepared], picks, rows) -> list[float]:
+    """Whether the VLM answers right with [overview, *picked cells] for each question."""
+    answers = semclip.answer_prepared(views, picks)
+    return [float(letter == r["letters"][r["answer"]]) for (_, letter), r in zip(answers, rows)]
+
+
+def _order(names: list[str], scorers: Sequence[str], ks: Sequence[int]) -> list[str]:
+    ordered = [PLAIN, "random (k=1)", MAJORITY, ORACLE]
+    ordered += [f"{s} (k=1)" for s in scorers if 1 in ks]
+    for k in sorted(k for k in ks if k > 1):
+        ordered += [f"random (k={k})", *(f"{s} (k={k})" for s in scorers)]
+    return [n for n in ordered if n in names]
+
+
+def _write(config, vlm, tally, labelled, all_scores, skipped) -> dict[str, Any]:
+    names = _order(list(tally.rows), list(config.scorers), config.ks)
+    accuracy = {n: sum(tally.rows[n]) / len(tally.rows[n]) for n in names}
+    subjects = sorted({r["subject"] or "-" for r in labelled})
+    per_subject: dict[str, dict[str, float]] = {}
+    for name in names:
+        per_subject[name] = {}
+        for subject in subjects:
+            picked = [v for v, r in zip(tally.rows[name], labelled)
+                      if (r["subject"] or "-") == subject]  # fmt: skip
+            per_subject[name][subject] = sum(picked) / len(picked)
+    labels = torch.tensor([r["cell_correct"] for r in labelled])
+    rankable = labels.any(dim=1) & ~labels.all(dim=1)
+    ranking = {}
+    for name, chunks in all_scores.items():
+        metric = RankingMetrics()
+        metric.update(torch.cat(chunks)[rankable], labels[rankable])
+        ranking[name] = {k: float(v) for k, v in metric.compute().items()}
+    results = {
+        "split": config.split,
+        "dataset": config.dataset,
+        "vlm": config.vlm,
+        "mode": vlm.config.mode,
+        "family": vlm.family.name,
+        "grid_n": config.grid,
+        "questions": len(labelled),
+        "left_out": dict(skipped),
+        "rankable_questions": int(rankable.sum()),
+        "scorers": dict(config.scorers),
+        "random_draws": config.random_draws,
+        "seed": config.seed,
+        "accuracy": accuracy,
+        "per_subject": per_subject,
+        "ranking": ranking,
+    }
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    (out / "table.md").write_text(markdown_table(results), encoding="utf-8")
+    title = (
+        f"VLM in the loop on '{config.split}' ({len(labelled)} questions, "
+        f"grid {config.grid}x{config.grid})"
+    )
+    scored = [n for n in names if n.rsplit(" (k=", 1)[0] in config.scorers]
+    bar_chart(accuracy, title, scored).save(out / "accuracy.png")
+    return results
+
+
+def row_meaning(name: str, scorers: dict[str, str], draws: int) -> str:
+    """What a row of the VLM-in-the-loop table measures."""
+    fixed = {
+        PLAIN: "the VLM on the overview alone (no crop)",
+        "random (k=1)": "expected accuracy with one uniformly random crop (exact: mean over cells)",
+        MAJORITY: "the answer most single crops lead to (ties: the surer one), right or wrong",
+        ORACLE: "some single crop makes the VLM right: the upper bound of any one-crop selector",
+    }
+    if name in fixed:
+        return fixed[name]
+    scorer, _, k = name.rpartition(" (k=")
+    k = k.rstrip(")")
+    if scorer == "random":
+        return f"expected accuracy with {k} random crops (mean of {draws} seeded draws)"
+    source = scorers.get(scorer, "")
+    return f"the overview plus the {k} crop(s) scorer `{scorer}` (`{source}`) ranks highest"
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """Rows = methods; columns: accuracy, per subject (when several), the scorer's ranking
+    metrics on the cells; a legend underneath."""
+    subjects = sorted(next(iter(results["per_subject"].values()), {}))
+    shown = subjects if len(subjects) > 1 else []
+    header = ["Method", "Accuracy (%)", *(f"{s} (%)" for s in shown), "Hit rate (%)", "MRR (0-1)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, acc in results["accuracy"].items():
+        rank = results["ranking"].get(name.rsplit(" (k=", 1)[0]) if name.endswith("(k=1)") else None
+        cells = [name, f"{100 * acc:.1f}"]
+        cells += [f"{100 * results['per_subject'][name][s]:.1f}" for s in shown]
+        cells += [f"{100 * rank['hit_rate']:.1f}", f"{rank['mrr']:.3f}"] if rank else ["", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    legend = [
+        f"- {n}: {row_meaning(n, results['scorers'], results['random_draws'])}"
+        for n in results["accuracy"]
+    ]
+    left = results["left_out"]
+    note = (
+        f"\n{results['questions']} questions of split `{results['split']}` of "
+        f"`{results['dataset']}`, VLM `{results['vlm']}` ({results['family']}, {results['mode']}), "
+        f"grid {results['grid_n']}x{results['grid_n']}"
+        + (f"; left out: {left}" if left else "")
+        + ". Accuracy: % of questions the VLM answers right with the row's input. Hit rate: % "
+        "whose top-ranked cell alone makes the VLM right; MRR: mean of 1 / rank of the first "
+        f"such cell (0-1); both on the {results['rankable_questions']} questions with both a "
+        "right and a wrong cell.\n\n" + "\n".join(legend) + "\n"
+    )
+    return "\n".join(lines) + "\n" + note

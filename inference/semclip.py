@@ -1,0 +1,196 @@
+"""SemClip: a VLM answers from the overview plus the k crops a scorer picks.
+
+    semclip = SemClip.from_pretrained("llava-hf/llava-1.5-7b-hf", scorer="runs/x/export", k=1)
+    [answer] = semclip.answer([image], ["What color is the star?"], [["red", "blue"]])
+    answer.letter, answer.logprobs, answer.boxes   # "B", per-letter log-probs, chosen crops
+
+The image is cut into the n x n grid, every cell is scored, and the VLM sees [overview, best crop,
+second crop, ..., prompt]: rendered, padded and processed by the labeling stage's own code
+(``HFEvaluator.score_views``), so k = 1 gives exactly what a label set records for that cell and
+k = 0 the overview-only baseline. Multiple choice is answered by one forward (the option letter
+with the highest log-prob); ``mode="generate"`` decodes greedily and parses the answer instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from semclip.data.grid import Box, Cell, check_grid, crop_grid
+from semclip.data.images import DEFAULT_MAX_PIXELS, load_image
+from semclip.data.prompts import DEFAULT_TEMPLATE, option_letters, render_prompt
+from semclip.inference.scorers import CellScorer, Query, load_scorer
+from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Answer:
+    """The VLM's answer to one question with SemClip's crops."""
+
+    letter: str
+    """The predicted option letter (``unparsed`` when a generated answer names none)."""
+    logprobs: list[float]
+    """Log-probability of each option letter (A, B, ...) as the next token."""
+    indices: list[int]
+    """The cells fed to the VLM, best first (row-major indices); empty for k = 0."""
+    boxes: list[Box]
+    """Their boxes (left, top, right, bottom) in the image's pixels."""
+    scores: list[float]
+    """Every cell's score (empty for k = 0)."""
+    grid: int
+
+    @property
+    def choice_index(self) -> int | None:
+        """The predicted option as an index into the choices (``None`` if unparsed)."""
+        return ord(self.letter) - ord("A") if len(self.letter) == 1 else None
+
+
+@dataclass
+class Prepared:
+    """One question ready for SemClip: decoded overview, its cells and the rendered prompt."""
+
+    overview: Image.Image
+    cells: list[Cell]
+    prompt: str
+    letters: list[str]
+    query: Query
+
+
+class SemClip:
+    """A VLM plus a cell scorer; see the module docstring."""
+
+    def __init__(
+        self,
+        vlm: HFEvaluator,
+        scorer: CellScorer | None = None,
+        grid: int = 2,
+        k: int = 1,
+        template: str = DEFAULT_TEMPLATE,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        check_grid(grid)
+        self.vlm, self.scorer, self.grid = vlm, scorer, grid
+        self.template, self.max_pixels = template, max_pixels
+        self.k = self._check_k(k)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        vlm: str,
+        scorer: str | None = None,
+        grid: int | None = None,
+        k: int = 1,
+        device: str | None = None,
+        dtype: str = "auto",
+        mode: str = "logprob",
+        prompt_format: str = "auto",
+        max_rows: int = 32,
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+    ) -> SemClip:
+        """Load the VLM (any family labeling supports) and the scorer: an exported semclip
+        scorer or a stock CLIP/SigLIP (folder or hub id), ``vlm-psi``, ``random[:SEED]``, or
+        ``None`` for the plain VLM. ``grid`` defaults to the one the scorer was trained for,
+        else 2."""
+        config = HFEvaluatorConfig(
+            model=vlm,
+            revision=revision,
+            dtype=dtype,
+            device=device,
+            mode=mode,
+            prefix_sharing=False,
+            max_rows=max_rows,
+            prompt_format=prompt_format,
+            trust_remote_code=trust_remote_code,
+        )
+        evaluator = HFEvaluator(config, grid=grid or 2)
+        cell_scorer = None if scorer is None else load_scorer(scorer, evaluator, device=device)
+        grid = grid or getattr(cell_scorer, "grid", None) or 2
+        return cls(evaluator, cell_scorer, grid=grid, k=k if cell_scorer is not None else 0)
+
+    def _check_k(self, k: int) -> int:
+        if not 0 <= k <= self.grid * self.grid:
+            raise ValueError(f"k must be in 0..{self.grid**2} for a {self.grid}x{self.grid} grid")
+        if k and self.scorer is None:
+            raise ValueError(f"k = {k} crops need a scorer (k = 0 is the plain VLM)")
+        return k
+
+    def prepare(
+        self, image, question: str, choices: Sequence[str], hint: str | None = None
+    ) -> Prepared:
+        """Decode and cut one image and render its prompt, as labeling does (``prepare_item``)."""
+        overview = load_image(image, max_pixels=self.max_pixels)
+        choices = [str(c) for c in choices]
+        return Prepared(
+            overview=overview,
+            cells=crop_grid(overview, self.grid),
+            prompt=render_prompt(question, choices, hint, self.template),
+            letters=option_letters(len(choices)),
+            query=Query(overview, question, (hint or "").strip(), choices),
+        )
+
+    def select(self, prepared: Sequence[Prepared], k: int) -> tuple[list[list[int]], torch.Tensor]:
+        """The top-``k`` cells of each question, best first, and every cell's score."""
+        if k == 0:
+            return [[] for _ in prepared], torch.empty(len(prepared), 0)
+        scores = self.scorer.cell_scores([p.query for p in prepared], self.grid)
+        return torch.topk(scores, k, dim=1).indices.tolist(), scores
+
+    def answer_prepared(
+        self, prepared: Sequence[Prepared], picks: Sequence[Sequence[int]]
+    ) -> list[tuple[list[float], str]]:
+        """Letter log-probs and the predicted letter for [overview, *picked cells, prompt]."""
+        views = [
+            [p.overview, *(p.cells[i].image for i in pick)] for p, pick in zip(prepared, picks)
+        ]
+        if self.vlm.config.mode == "generate":
+            return [
+                self.vlm.generate_views(p.prompt, v, p.letters) for p, v in zip(prepared, views)
+            ]
+        logprobs = self.vlm.score_views(
+            [p.prompt for p in prepared], views, [p.letters for p in prepared]
+        )
+        return [
+            (lp, p.letters[max(range(len(lp)), key=lp.__getitem__)])
+            for lp, p in zip(logprobs, prepared)
+        ]
+
+    def answer(
+        self,
+        images: Sequence,
+        questions: Sequence[str],
+        choices: Sequence[Sequence[str]],
+        hints: Sequence[str | None] | None = None,
+        k: int | None = None,
+    ) -> list[Answer]:
+        """Answer a batch of multiple-choice questions with the top-``k`` crops (default: the
+        ``k`` given at construction; 0 = the plain VLM)."""
+        k = self._check_k(self.k if k is None else k)
+        if not len(images) == len(questions) == len(choices):
+            raise ValueError(
+                f"{len(images)} images, {len(questions)} questions and {len(choices)} choice lists"
+            )
+        hints = list(hints) if hints is not None else [None] * len(images)
+        prepared = [self.prepare(*args) for args in zip(images, questions, choices, hints)]
+        picks, scores = self.select(prepared, k)
+        answers = []
+        for p, pick, row, (lp, letter) in zip(
+            prepared, picks, scores, self.answer_prepared(prepared, picks)
+        ):
+            answers.append(
+                Answer(
+                    letter=letter,
+                    logprobs=lp,
+                    indices=pick,
+                    boxes=[p.cells[i].box for i in pick],
+                    scores=row.tolist(),
+                    grid=self.grid,
+                )
+            )
+        return answers
