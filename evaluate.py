@@ -1,7 +1,10 @@
-"""semclip-evaluate: the paper's Table 2 from a labelled split, with no VLM re-run.
+"""semclip-evaluate: the paper's Table 2, from a labelled split (no VLM re-run) or with the VLM in
+the loop (``--vlm``: the VLM answers from the overview plus each scorer's top-k crops).
 
     python evaluate.py --labels-dir labels/llava15-7b-sqa-n2 --split test \
         --scorer zero-shot=openai/clip-vit-large-patch14 --scorer trained=runs/x/export
+    python evaluate.py --vlm llava-hf/llava-1.5-7b-hf --dataset derek-thomas/ScienceQA \
+        --split test --scorer trained=runs/x/export --k 1 2
 """
 
 from __future__ import annotations
@@ -18,12 +21,17 @@ from semclip.data.hub import looks_local
 PROG = "semclip-evaluate"
 
 EXAMPLES = """\
-rows of the table (accuracy over the labelled questions, in %):
+rows of the table from a label set (accuracy over the labelled questions, in %):
   overview only   the VLM on the overview alone
   random crop     expected accuracy of a uniformly random cell
   majority vote   the most common answer over the cells, right or wrong
   oracle          some cell is right (upper bound of any selector)
   NAME            the cell that scorer NAME ranks first (one row per --scorer)
+
+with --vlm MODEL the VLM is run: plain VLM (k=0), random (k=1: exact mean over the cells;
+k>=2: mean of --random-draws seeded draws), majority vote and oracle (k=1), and NAME (k=K): the
+VLM shown the overview plus the K crops scorer NAME ranks highest. A scorer can also be vlm-psi
+(the VLM's own similarity) or random[:SEED].
 
 examples:
   # the demo's label set, scorer-free rows only (no model is loaded)
@@ -33,6 +41,10 @@ examples:
   semclip-evaluate --labels-dir labels/llava15-7b-sqa-n2 --split test \\
       --scorer zero-shot=openai/clip-vit-large-patch14 \\
       --scorer trained=runs/x/export --k 1 2 --out-dir eval/sqa
+
+  # LLaVA-1.5-7B in the loop on ScienceQA's test split, a trained scorer at k = 1 and 2
+  semclip-evaluate --vlm llava-hf/llava-1.5-7b-hf --dataset derek-thomas/ScienceQA \\
+      --split test --scorer trained=runs/x/export --scorer psi=vlm-psi --k 1 2
 
 writes OUT_DIR/results.json, OUT_DIR/table.md and OUT_DIR/accuracy.png, and prints the table.
 """
@@ -52,9 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--labels-dir",
-        required=True,
         metavar="DIR",
-        help="folder of the label set, as written by semclip-label --output-dir (required)",
+        help="folder of the label set, as written by semclip-label --output-dir (required "
+        "without --vlm; with --vlm it gives the dataset and grid)",
+    )
+    parser.add_argument(
+        "--vlm",
+        metavar="MODEL",
+        help="run this VLM (hub id or folder) in the loop instead of reading stored labels",
     )
     parser.add_argument(
         "--split", default="test", help="labelled split to evaluate (default: %(default)s)"
@@ -72,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--k",
         type=int,
         nargs="+",
-        default=[1],
-        help="crops per question; k > 1 adds a 'NAME top-k any' row (default: 1)",
+        help="crops per question; from labels k > 1 adds a 'NAME top-k any' row (default: 1); "
+        "with --vlm the VLM is shown k crops (default: 1 2)",
     )
     parser.add_argument(
         "--dataset",
@@ -85,6 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--device", help="device for the scorers, e.g. cpu or cuda:0 (default: cuda if present)"
     )
+    vlm = parser.add_argument_group("with --vlm")
+    vlm.add_argument("--grid", type=int, help="grid n (default: the label set's, else 2)")
+    vlm.add_argument("--limit", type=int, help="evaluate at most this many questions")
+    vlm.add_argument(
+        "--random-draws", type=int, default=4, help="draws per question for random k>=2 (4)"
+    )
+    vlm.add_argument("--seed", type=int, default=0, help="seed of the random draws (default: 0)")
+    vlm.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
+    vlm.add_argument("--mode", default="logprob", help="logprob (default) or generate")
+    vlm.add_argument("--prompt-format", default="auto", help="auto, llava15 or chat_template")
     parser.add_argument(
         "--out-dir",
         default="eval",
@@ -96,8 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> dict[str, str]:
     """The scorers by name; ValueError, naming the flag, for what a user can get wrong."""
-    labels = Path(args.labels_dir).expanduser()
-    if not labels.is_dir():
+    if args.vlm is None and args.labels_dir is None:
+        raise ValueError(
+            "--labels-dir (stored labels) or --vlm MODEL (the VLM in the loop) is required"
+        )
+    if args.labels_dir is not None and not Path(args.labels_dir).expanduser().is_dir():
         raise ValueError(
             f"--labels-dir {args.labels_dir}: no such folder (give the --output-dir of a "
             "semclip-label run, e.g. demo_out/labels)"
@@ -114,17 +144,23 @@ def check_args(args: argparse.Namespace) -> dict[str, str]:
                 f"--scorer {item}: no such folder (give an exported scorer folder, e.g. "
                 "runs/x/export, or a hub id such as openai/clip-vit-large-patch14)"
             )
+        if args.vlm is None and (path == "vlm-psi" or path.split(":")[0] == "random"):
+            raise ValueError(f"--scorer {item} needs the VLM in the loop: add --vlm MODEL")
         scorers[name] = path
     if args.dataset and looks_local(args.dataset) and not Path(args.dataset).expanduser().exists():
         raise ValueError(
             f"--dataset {args.dataset}: no such folder (leave it out to use the label set's)"
         )
-    if any(k < 1 for k in args.k):
+    if args.k is not None and any(k < 1 for k in args.k):
         raise ValueError(f"--k wants crops per question >= 1, got {args.k}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.vlm is not None:
+        return _check_vlm_args(args, scorers)
     from semclip.data.labels import read_info, read_labels  # pyarrow only: still well under 5 s
 
+    args.k = args.k or [1]
+    labels = Path(args.labels_dir).expanduser()
     info = read_info(labels)
     key = info.provenance.resume_key if info else None
     table = read_labels(labels, args.split, key, columns=["status", "grid_n"]).to_pylist()
@@ -141,6 +177,33 @@ def check_args(args: argparse.Namespace) -> dict[str, str]:
     return scorers
 
 
+def _check_vlm_args(args: argparse.Namespace, scorers: dict[str, str]) -> dict[str, str]:
+    """``--vlm`` runs: the dataset and grid (from the label set when given), k and the model."""
+    if args.labels_dir is not None:
+        from semclip.data.labels import read_info
+
+        info = read_info(Path(args.labels_dir).expanduser())
+        if info is None:
+            raise ValueError(f"--labels-dir {args.labels_dir}: no labelset.json there")
+        args.dataset = args.dataset or info.dataset
+        args.grid = args.grid or info.provenance.grid_n
+    if not args.dataset:
+        raise ValueError("--vlm needs --dataset (a hub id, folder or parquet files)")
+    args.grid = args.grid or 2
+    if not 1 <= args.grid <= 8:
+        raise ValueError(f"--grid must be in 1..8, got {args.grid}")
+    args.k = args.k or [1, 2]
+    if too_big := [k for k in args.k if k > args.grid**2]:
+        raise ValueError(f"--k {too_big[0]}: a {args.grid}x{args.grid} grid has 1..{args.grid**2}")
+    if args.mode not in ("logprob", "generate"):
+        raise ValueError(f"--mode must be logprob or generate, got {args.mode!r}")
+    if args.random_draws < 1:
+        raise ValueError(f"--random-draws must be >= 1, got {args.random_draws}")
+    if looks_local(args.vlm) and not Path(args.vlm).expanduser().is_dir():
+        raise ValueError(f"--vlm {args.vlm}: no such folder")
+    return scorers
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # before the heavy imports: --help stays fast
     try:
@@ -153,6 +216,26 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("httpx", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    try:
+        results = _run_vlm(args, scorers) if args.vlm else _run_stored(args, scorers)
+    except (ValueError, ImportError) as err:  # no rows, data changed, a family's missing package
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        print(f"{PROG}: error: {first}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a model, scorer or dataset that cannot be found or fetched (offline?)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(
+            f"{PROG}: error: {first} (check the --vlm / --scorer / --dataset name; offline, "
+            "it must already be in the Hugging Face cache)",
+            file=sys.stderr,
+        )
+        return 2
+    print(Path(args.out_dir, "table.md").read_text(encoding="utf-8"))
+    print(json.dumps(results["accuracy"], indent=2))
+    return 0
+
+
+def _run_stored(args: argparse.Namespace, scorers: dict[str, str]) -> dict:
     from semclip.training.evaluate import EvalConfig, evaluate
 
     config = EvalConfig(
@@ -165,22 +248,32 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         out_dir=args.out_dir,
     )
-    try:
-        results = evaluate(config)
-    except ValueError as err:  # no labelled rows, k too large, data changed since labelling
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # a scorer or dataset that cannot be found or fetched (offline?)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(
-            f"{PROG}: error: {first} (check the --scorer / --dataset name; offline, "
-            "it must already be in the Hugging Face cache)",
-            file=sys.stderr,
-        )
-        return 2
-    print(Path(args.out_dir, "table.md").read_text(encoding="utf-8"))
-    print(json.dumps(results["accuracy"], indent=2))
-    return 0
+    return evaluate(config)
+
+
+def _run_vlm(args: argparse.Namespace, scorers: dict[str, str]) -> dict:
+    from semclip.inference.evaluate_vlm import VLMEvalConfig, evaluate_with_vlm
+    from semclip.labeling.config import check_model_available
+
+    check_model_available(args.vlm)
+    config = VLMEvalConfig(
+        vlm=args.vlm,
+        dataset=args.dataset,
+        split=args.split,
+        scorers=scorers,
+        ks=args.k,
+        grid=args.grid,
+        random_draws=args.random_draws,
+        seed=args.seed,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=args.dtype,
+        mode=args.mode,
+        prompt_format=args.prompt_format,
+        out_dir=args.out_dir,
+    )
+    return evaluate_with_vlm(config)
 
 
 if __name__ == "__main__":

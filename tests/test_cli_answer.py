@@ -1,0 +1,91 @@
+"""semclip-answer and semclip-evaluate --vlm as a user meets them, on the tiny LLaVA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from semclip.answer import main as answer_main
+from semclip.data.images import load_image
+from semclip.data.scienceqa import load_qa_dataset
+from semclip.evaluate import main as evaluate_main
+
+
+@pytest.fixture(scope="module")
+def example(synthetic_dir, tmp_path_factory) -> dict:
+    row = load_qa_dataset(synthetic_dir, "test")[0]
+    path = tmp_path_factory.mktemp("image") / "example.png"
+    load_image(row["image"]).save(path)
+    return {"image": str(path), "question": row["question"], "choices": row["choices"]}
+
+
+def _error(capsys, main, argv: list[str]) -> str:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "error:" in err and "Traceback" not in err, err
+    return err
+
+
+def test_answer_prints_one_line_and_saves_the_picture(
+    tiny_llava_dir, tiny_clip_dir, example, tmp_path, capsys
+):
+    out = tmp_path / "pick.png"
+    argv = ["--vlm", tiny_llava_dir, "--scorer", tiny_clip_dir, "--image", example["image"],
+            "--question", example["question"], "--choices", *example["choices"],
+            "--device", "cpu", "--out", str(out)]  # fmt: skip
+    assert answer_main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2, lines
+    letter = lines[0][0]
+    assert letter in "ABCD" and lines[0][1:3] == ". "
+    assert example["choices"]["ABCD".index(letter)] in lines[0]
+    assert "crop #" in lines[0] and "of the 2x2 grid" in lines[0]
+    assert load_image(out).size[0] > 100
+    # the plain VLM: no scorer, no crop, no picture
+    plain = tmp_path / "none.png"
+    assert answer_main([*argv[:2], *argv[4:-2], "--k", "0", "--out", str(plain)]) == 0
+    assert "the whole image only" in capsys.readouterr().out and not plain.exists()
+
+
+def test_answer_mistakes_are_one_line(tiny_llava_dir, example, capsys):
+    base = ["--vlm", tiny_llava_dir, "--question", "q?", "--choices", "a", "b"]
+    assert "no such file" in _error(capsys, answer_main, [*base, "--image", "nope.png"])
+    assert "needs --scorer" in _error(capsys, answer_main, [*base, "--image", example["image"]])
+    err = _error(capsys, answer_main, ["--vlm", "./nowhere", "--image", example["image"],
+                                       "--question", "q", "--choices", "a"])  # fmt: skip
+    assert "--vlm ./nowhere: no such folder" in err
+    assert "--grid must be in 1..8" in _error(
+        capsys, answer_main, [*base, "--image", example["image"], "--k", "0", "--grid", "9"]
+    )
+
+
+def test_answer_help_is_light(heavy_imports_for_help):
+    assert heavy_imports_for_help("semclip.answer") == []
+
+
+def test_evaluate_with_the_vlm_in_the_loop(tiny_llava_dir, tiny_clip_dir, synthetic_dir, tmp_path,
+                                          capsys):  # fmt: skip
+    out = tmp_path / "eval"
+    argv = ["--vlm", tiny_llava_dir, "--dataset", synthetic_dir, "--split", "test",
+            "--scorer", f"zs={tiny_clip_dir}", "--scorer", "psi=vlm-psi", "--limit", "3",
+            "--device", "cpu", "--out-dir", str(out)]  # fmt: skip
+    assert evaluate_main(argv) == 0
+    printed = capsys.readouterr().out
+    for row in ("plain VLM (k=0)", "oracle (k=1)", "zs (k=1)", "psi (k=2)", "random (k=2)"):
+        assert f"| {row} |" in printed
+    assert {p.name for p in Path(out).iterdir()} == {"results.json", "table.md", "accuracy.png"}
+
+
+def test_evaluate_vlm_mistakes_are_one_line(tiny_llava_dir, tiny_clip_dir, capsys):
+    assert "--labels-dir" in _error(capsys, evaluate_main, [])
+    assert "needs --dataset" in _error(capsys, evaluate_main, ["--vlm", tiny_llava_dir])
+    assert "add --vlm" in _error(
+        capsys, evaluate_main, ["--labels-dir", ".", "--scorer", "psi=vlm-psi"]
+    )
+    err = _error(capsys, evaluate_main, ["--vlm", tiny_llava_dir, "--dataset", "x/y", "--k", "5"])
+    assert "2x2 grid has 1..4" in err
