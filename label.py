@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
             check_model_available(config.model, config.revision)  # before minutes of retries
     except (ValueError, OSError) as err:
         return _error(err)
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from semclip.data.labels import LabelSetMismatchError
+    from semclip.data.scienceqa import DatasetError
     from semclip.labeling.run import run_labeling  # torch and Lightning
 
     # After Lightning's import, which sets its own loggers' levels.
@@ -43,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         return _error(err)
     except OSError as err:  # a model or dataset that cannot be found or fetched
         return _error(err)
-    print(json.dumps(summary, indent=2))
+    except (DatasetError, LabelSetMismatchError) as err:  # a split, column or output folder
+        return _error(err)
+    if rank_zero_only.rank == 0:  # under DDP every rank returns here: one summary
+        print(json.dumps(summary, indent=2))
     return 0
 
 

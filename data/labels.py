@@ -16,9 +16,10 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,10 @@ UNPARSED = "unparsed"
 METADATA_FILE = "labelset.json"
 
 
+class LabelSetMismatchError(ValueError):
+    """The output folder holds labels of another dataset, revision or column mapping."""
+
+
 @dataclass(frozen=True)
 class LabelProvenance:
     """Who produced the labels and how: the part of every row that makes up the resume key."""
@@ -90,6 +95,9 @@ class LabelSetInfo:
     prefix_sharing: bool | None = None
     """Whether one-forward scoring shared the [prompt start + overview] prefix (exact either
     way; questions whose prefix could not be shared exactly were scored whole)."""
+    columns: dict[str, Any] | None = None
+    """The column mapping the source was read through (``ColumnMap.to_dict()``); ``None`` in label
+    sets made before mappings existed (read as the source's preset or the ScienceQA columns)."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -98,8 +106,9 @@ class LabelSetInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LabelSetInfo:
-        data = {k: v for k, v in data.items() if k != "resume_key"}
-        return cls(provenance=LabelProvenance(**data.pop("provenance")), **data)
+        known = {f.name for f in fields(cls)} - {"provenance"}
+        rest = {k: v for k, v in data.items() if k in known}  # a newer writer's extras: ignored
+        return cls(provenance=LabelProvenance(**data["provenance"]), **rest)
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
@@ -116,6 +125,35 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_TEMP = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def remove_stale_temp_files(
+    out_dir: str | Path, own_tag: str | None = None, older_than_s: float = 3600.0
+) -> list[str]:
+    """Delete the temp files :func:`write_atomic` leaves when a process is killed between write
+    and rename: those of shards whose writer tag matches the regular expression ``own_tag`` (this
+    job's ranks: no other job writes them), and any older than ``older_than_s`` seconds (another
+    job running beside this one may still be about to rename a fresh one). Returns the paths."""
+    removed = []
+    now = time.time()
+    for path in Path(out_dir).glob(".*.tmp"):
+        match = _TEMP.match(path.name)
+        if match is None:
+            continue
+        target = match.group("target")
+        parts = target[: -len(".parquet")].split("-") if target.endswith(".parquet") else []
+        mine = own_tag is not None and len(parts) >= 4 and re.fullmatch(own_tag, parts[-2])
+        try:
+            stale = now - path.stat().st_mtime > older_than_s
+            if mine or stale:
+                path.unlink()
+                removed.append(str(path))
+        except FileNotFoundError:  # renamed or removed meanwhile
+            continue
+    return removed
 
 
 def write_info(out_dir: str | Path, info: LabelSetInfo) -> None:
@@ -209,6 +247,14 @@ def done_qids(out_dir: str | Path, split: str, resume_key: str) -> set[str]:
 def remove_shards(out_dir: str | Path, splits: Sequence[str], resume_key: str) -> int:
     """Delete the shards of ``splits`` under ``resume_key`` (``--overwrite``); return how many."""
     files = [f for s in splits for f in shard_files(out_dir, s, resume_key)]
+    for path in files:
+        os.remove(path)
+    return len(files)
+
+
+def remove_all_shards(out_dir: str | Path) -> int:
+    """Delete every shard in ``out_dir`` (``--overwrite`` of a label set of another dataset)."""
+    files = shard_files(out_dir)
     for path in files:
         os.remove(path)
     return len(files)

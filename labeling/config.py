@@ -26,6 +26,7 @@ import yaml
 from semclip.data.grid import MAX_GRID, MIN_GRID, check_grid
 from semclip.data.hub import probe_hub
 from semclip.data.images import DEFAULT_MAX_PIXELS
+from semclip.data.presets import ColumnMap, parse_columns, resolve_columns
 from semclip.data.prompts import DEFAULT_TEMPLATE
 from semclip.data.scienceqa import DEFAULT_DATASET, check_local_source
 
@@ -46,25 +47,37 @@ examples:
   python label.py --config configs/label_llava15_scienceqa.yaml --limit 100
   # a local parquet copy, 3 x 3 grid, two splits
   python label.py --dataset scienceqa/*.parquet --splits train validation --grid 3
+  # another benchmark's local copy through its preset, or any dataset through a mapping
+  python label.py --dataset mmbench/ --preset lmms-lab/MMBench --splits dev
+  python label.py --dataset my.parquet --columns question=Q,choices=A|B|C,answer=Ans
 """
 
 
 @dataclass
 class LabelConfig:
-    """Label a ScienceQA-schema dataset with a VLM: for every question with an image and every grid
+    """Label a multiple-choice dataset with a VLM: for every question with an image and every grid
     cell, the VLM is shown [overview, cell, question] and whether it answers correctly is recorded
-    (the overview alone gives the baseline). Every flag can also be set in --config YAML."""
+    (the overview alone gives the baseline); every other row is recorded as skipped, with its
+    reason. Every flag can also be set in --config YAML."""
 
     dataset: str = DEFAULT_DATASET
-    """Hub id, ``save_to_disk`` folder or parquet file(s) in the ScienceQA schema."""
+    """Hub id, ``save_to_disk`` folder or parquet file(s) (columns: --preset)."""
     dataset_revision: str | None = None
     """Hub revision of the dataset."""
+    preset: str | None = None
+    """Column preset, by hub id: derek-thomas/ScienceQA, lmms-lab/MMBench, lmms-lab/SEED-Bench,
+    Lin-Chen/MMStar, lmms-lab/POPE, craigwu/vstar_bench, HuggingFaceM4/A-OKVQA; default: the
+    preset of --dataset if it is one of them, else the ScienceQA columns."""
+    columns: str | None = None
+    """Column mapping over the preset, as field=column pairs, e.g.
+    ``question=Question,choices=A|B|C|D,answer=Answer,answer_format=letter,hint=``."""
     splits: list[str] = field(default_factory=lambda: ["train"])
     """Splits to label."""
     grid: int = 2
     """Grid n (1..8): each image is cut into n x n cells."""
     evaluator: str = "hf"
-    """``hf`` (a Hugging Face VLM) or ``simulated`` (the synthetic set's stand-in; no model)."""
+    """``hf`` (a Hugging Face VLM), ``simulated`` (the synthetic set's stand-in; no model), or
+    ``package.module:Class``: your evaluator, constructed with this LabelConfig."""
     model: str = DEFAULT_VLM
     """VLM hub id or local folder (``--evaluator hf``)."""
     revision: str | None = None
@@ -116,9 +129,17 @@ class LabelConfig:
     progress: bool = True
     """Show a progress bar."""
 
+    def column_map(self) -> ColumnMap:
+        """The columns the dataset is read through: ``--preset`` (or the dataset's own preset),
+        then ``--columns`` over it (a dict of ColumnMap fields in YAML)."""
+        base = resolve_columns(self.preset, self.dataset)
+        if isinstance(self.columns, dict):
+            return ColumnMap.from_dict({**base.to_dict(), "name": "", **self.columns})
+        return parse_columns(self.columns, base) if self.columns else base
+
     def validate(self) -> None:
         if self.evaluator not in ("hf", "simulated"):
-            raise ValueError(f"--evaluator must be 'hf' or 'simulated', got {self.evaluator!r}")
+            evaluator_class(self.evaluator)  # a user class: importable, before any work
         if not 0 <= self.shard_index < self.num_shards:
             raise ValueError(
                 f"--shard-index must be in 0..{self.num_shards - 1} "
@@ -135,6 +156,11 @@ class LabelConfig:
                 f"--grid must be an integer in {MIN_GRID}..{MAX_GRID}, got {self.grid!r}"
             ) from None
         check_local_source(self.dataset)  # a mistyped folder, before any hub call
+        try:
+            self.column_map()
+        except ValueError as err:
+            flag = "--columns" if self.columns and not str(err).startswith("--") else ""
+            raise ValueError(f"{flag}{': ' if flag else ''}{err}") from None
         if self.evaluator == "hf":
             from semclip.labeling.hf_evaluator import HFEvaluatorConfig
 
@@ -148,6 +174,27 @@ class LabelConfig:
             local = self.model.startswith((".", "/", "~"))
             if local and not Path(self.model).expanduser().is_dir():
                 raise ValueError(f"--model {self.model}: no such folder")
+
+
+def evaluator_class(spec: str) -> type:
+    """The class ``package.module:Class`` names; a ``ValueError`` naming ``--evaluator`` when it
+    is not of that form, cannot be imported, or lacks ``score``."""
+    module_name, sep, name = spec.partition(":")
+    if not sep or not module_name or not name:
+        raise ValueError(
+            f"--evaluator must be 'hf', 'simulated' or package.module:Class, got {spec!r}"
+        )
+    import importlib
+
+    try:
+        found = importlib.import_module(module_name)
+        for part in name.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"--evaluator {spec}: cannot import it ({err})") from None
+    if not isinstance(found, type) or not callable(getattr(found, "score", None)):
+        raise ValueError(f"--evaluator {spec}: not a class with a score(items) method")
+    return found
 
 
 def check_model_available(model: str, revision: str | None = None) -> None:

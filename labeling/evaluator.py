@@ -59,11 +59,14 @@ class ItemScores:
     """Per item: option-letter log-probs for each cell (n*n, k) and for the overview alone (k,).
 
     In ``generate`` mode the parsed answers (a letter or ``"unparsed"``) are given too and decide
-    the prediction; the log-probs are then those of the first generated token.
+    the prediction; the log-probs are then those of the first generated token. An evaluator that
+    only answers (an API model, a rule) gives ``cell_answers`` and ``base_answer`` and no
+    log-probs: the label set then records a one-hot distribution (log-prob 0 for the answered
+    letter, -inf for the others, uniform for ``"unparsed"``), so p(correct) is 1 or 0.
     """
 
-    cell_logprobs: list[list[float]]
-    base_logprobs: list[float]
+    cell_logprobs: list[list[float]] | None = None
+    base_logprobs: list[float] | None = None
     cell_answers: list[str] | None = None
     base_answer: str | None = None
 
@@ -82,19 +85,25 @@ def prepare_item(
     template: str = DEFAULT_TEMPLATE,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> LabelItem | Skip:
-    """Decode, check and crop one record; any problem becomes a :class:`Skip` with its reason."""
+    """Decode, check and crop one record; any problem becomes a :class:`Skip` with its reason
+    (``no_image``, ``no_choices``, ``too_many_choices``, ``bad_answer``, ``multiple_images``,
+    ``bad_image:<reason>``, ``image_too_small``)."""
 
     def skip(reason: str) -> Skip:
         return Skip(record.qid, record.split, record.row, reason, record.meta)
 
+    if record.image is None:  # a text-only question
+        return skip("no_image")
     try:
         letters = option_letters(len(record.choices))
     except TooManyChoicesError:
         return skip("too_many_choices")
     except ValueError:
         return skip("no_choices")
-    if not 0 <= record.answer < len(letters):
+    if record.answer is None or not 0 <= record.answer < len(letters):
         return skip("bad_answer")
+    if isinstance(record.image, list):  # several images (video frames): one view per question
+        return skip("multiple_images")
     try:
         image = load_image(record.image, max_pixels=max_pixels)
     except ImageError as err:
@@ -132,6 +141,7 @@ def _predict(logprobs: Sequence[float], letters: Sequence[str], parsed: str | No
 def label_row(item: LabelItem, scores: ItemScores, provenance: LabelProvenance) -> dict[str, Any]:
     """The label-set row for one scored question."""
     k, truth = len(item.letters), item.letters[item.answer]
+    scores = _with_logprobs(item, scores)
     if len(scores.cell_logprobs) != len(item.cells) or any(
         len(c) != k for c in [*scores.cell_logprobs, scores.base_logprobs]
     ):
@@ -157,6 +167,29 @@ def label_row(item: LabelItem, scores: ItemScores, provenance: LabelProvenance) 
         "base_correct": base_pred == truth,
         "base_p_correct": _softmax_at(scores.base_logprobs, item.answer),
     }
+
+
+def _with_logprobs(item: LabelItem, scores: ItemScores) -> ItemScores:
+    """``scores`` with the one-hot log-probs of its answers where it gives none."""
+    if scores.cell_logprobs is not None and scores.base_logprobs is not None:
+        return scores
+    if scores.cell_answers is None or scores.base_answer is None:
+        raise ValueError(
+            f"{item.qid}: the evaluator returned neither log-probs nor answers (ItemScores needs "
+            "cell_logprobs and base_logprobs, or cell_answers and base_answer)"
+        )
+
+    def one_hot(answer: str) -> list[float]:
+        if answer not in item.letters:
+            return [0.0] * len(item.letters)  # unparsed: no letter preferred
+        return [0.0 if letter == answer else -math.inf for letter in item.letters]
+
+    return ItemScores(
+        cell_logprobs=scores.cell_logprobs or [one_hot(a) for a in scores.cell_answers],
+        base_logprobs=scores.base_logprobs or one_hot(scores.base_answer),
+        cell_answers=scores.cell_answers,
+        base_answer=scores.base_answer,
+    )
 
 
 def skip_row(skip: Skip, provenance: LabelProvenance) -> dict[str, Any]:

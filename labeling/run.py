@@ -9,7 +9,6 @@ Resume: questions already recorded under the same resume key are skipped.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,16 +19,26 @@ from torch.utils.data import DataLoader, Dataset
 from semclip.data.labels import (
     LabelProvenance,
     LabelSetInfo,
+    LabelSetMismatchError,
     ShardWriter,
     done_qids,
     read_info,
     read_labels,
+    remove_all_shards,
     remove_shards,
+    remove_stale_temp_files,
     summarize,
     write_info,
 )
-from semclip.data.scienceqa import QARecord, load_qa_dataset, records_with_images
-from semclip.labeling.config import LabelConfig
+from semclip.data.presets import resolve_columns
+from semclip.data.scienceqa import (
+    QADataset,
+    QARecord,
+    dataset_identity,
+    load_qa_dataset,
+    source_records,
+)
+from semclip.labeling.config import LabelConfig, evaluator_class
 from semclip.labeling.evaluator import Evaluator, LabelItem, Skip, label_row, prepare_item, skip_row
 from semclip.labeling.families import family_for, require_packages
 from semclip.labeling.hf_evaluator import (
@@ -60,31 +69,77 @@ def hf_config(config: LabelConfig, device: str | None = None) -> HFEvaluatorConf
 
 
 def build_evaluator(config: LabelConfig, device: str | None = None) -> Evaluator:
-    """The evaluator named by ``config.evaluator``, loaded on ``device``."""
+    """The evaluator named by ``config.evaluator``, loaded on ``device``; a user class
+    (``package.module:Class``) is constructed with the config and picks its own device."""
     if config.evaluator == "simulated":
         sim = SimulatedConfig(min_visible=config.min_visible)
         return SimulatedEvaluator(sim, grid=config.grid, template=config.template)
+    if config.evaluator != "hf":
+        return evaluator_class(config.evaluator)(config)
     return HFEvaluator(hf_config(config, device), grid=config.grid)
 
 
 @dataclass
 class Plan:
-    """What this job will label: records still to do, and what was already done or left out."""
+    """What this job will label: records still to do, and how many rows were done or not ours."""
 
     todo: list[QARecord]
     already_done: int
     not_mine: int
-    left_out: Counter[str]
+    rows: int
+    """Source rows considered (the first ``--limit`` ones): each is labelled or skipped."""
 
 
-def plan_split(config: LabelConfig, split: str, resume_key: str) -> Plan:
-    """Questions of ``split`` for this job-array shard that are not yet labelled."""
-    ds = load_qa_dataset(config.dataset, split, revision=config.dataset_revision)
-    records, left_out = records_with_images(ds, split, limit=config.limit)
+def open_source(config: LabelConfig, split: str) -> QADataset:
+    """One split of the dataset, read through the config's column mapping."""
+    return load_qa_dataset(
+        config.dataset, split, revision=config.dataset_revision, columns=config.column_map()
+    )
+
+
+def plan_split(
+    config: LabelConfig, split: str, resume_key: str, source: QADataset | None = None
+) -> Plan:
+    """Rows of ``split`` for this job-array shard that are not yet recorded. Every source row is a
+    record: one without an image or an answer becomes a skipped row with its reason."""
+    ds = source if source is not None else open_source(config, split)
+    records = source_records(ds, split, limit=config.limit)
     mine = [r for i, r in enumerate(records) if i % config.num_shards == config.shard_index]
     done = set() if config.overwrite else done_qids(config.output_dir, split, resume_key)
     todo = [r for r in mine if r.qid not in done]
-    return Plan(todo, len(mine) - len(todo), len(records) - len(mine), left_out)
+    return Plan(todo, len(mine) - len(todo), len(records) - len(mine), len(records))
+
+
+def check_same_source(config: LabelConfig, previous: LabelSetInfo | None) -> bool:
+    """Whether the label set in ``--output-dir`` (if any) was made from this dataset, revision
+    and column mapping; the resume key does not include them, so mixing two is refused unless
+    ``--overwrite`` (then it is started afresh). Returns whether its shards must go."""
+    if previous is None:
+        return False
+    before = previous.columns
+    if before is None:  # written before column mappings: the dataset's default mapping
+        before = resolve_columns(None, previous.dataset).to_dict()
+    here = (
+        dataset_identity(config.dataset),
+        config.dataset_revision,
+        config.column_map().to_dict(),
+    )
+    there = (dataset_identity(previous.dataset), previous.dataset_revision, before)
+    if here == there:
+        return False
+    if not config.overwrite:
+        if here[0] != there[0]:
+            reason = f"labels of {there[0]}, not {here[0]}"
+        elif here[1] != there[1]:
+            reason = f"labels of {there[0]} at revision {there[1]}, not {here[1]}"
+        else:
+            mapping = there[2]["name"] or "a mapping by hand"
+            reason = f"labels of {there[0]} read through other columns ({mapping})"
+        raise LabelSetMismatchError(
+            f"--output-dir {config.output_dir} holds {reason}: choose another --output-dir, "
+            "or pass --overwrite to replace them"
+        )
+    return True
 
 
 class _Records(Dataset):
@@ -191,8 +246,15 @@ def _devices(value: Any) -> Any:
 
 
 def run_labeling(config: LabelConfig, evaluator: Evaluator | None = None) -> dict[str, Any]:
-    """Label every split of ``config``; return the summary of the whole label set per split."""
+    """Label every split of ``config``; return the summary of the whole label set per split.
+
+    Every split is opened first, so a missing split or column fails before any model loads; a
+    label set of another dataset in ``--output-dir`` is refused unless ``--overwrite``.
+    """
     config.validate()
+    sources = {split: open_source(config, split) for split in config.splits}
+    previous = read_info(config.output_dir)
+    replace_all = check_same_source(config, previous)
     trainer = pl.Trainer(
         accelerator=config.accelerator,
         devices=_devices(config.devices),
@@ -204,7 +266,7 @@ def run_labeling(config: LabelConfig, evaluator: Evaluator | None = None) -> dic
         enable_model_summary=False,
         use_distributed_sampler=False,
     )
-    if evaluator is None and config.evaluator == "simulated":
+    if evaluator is None and config.evaluator != "hf":  # no weights to place per device
         evaluator = build_evaluator(config)
     # The resume key needs the evaluator's provenance; the HF one is built in setup() on the
     # right device, so here a provenance-only probe is made without loading weights.
@@ -217,38 +279,18 @@ def run_labeling(config: LabelConfig, evaluator: Evaluator | None = None) -> dic
         provenance, sharing = _hf_provenance(config)
     key = provenance.resume_key
     if trainer.is_global_zero:
-        previous = read_info(config.output_dir)
-        splits = sorted(set(config.splits) | set(previous.splits if previous else []))
-        info = LabelSetInfo(
-            provenance=provenance,
-            dataset=config.dataset,
-            dataset_revision=config.dataset_revision,
-            prompt_template=config.template,
-            splits=splits,
-            **sharing,
-        )
-        if previous is not None and previous.provenance.resume_key != key:
-            logger.warning(
-                "%s already holds labels of another evaluator setting (resume key %s); "
-                "this run adds %s beside them",
-                config.output_dir,
-                previous.provenance.resume_key,
-                key,
-            )
-        write_info(config.output_dir, info)
-        if config.overwrite:
-            removed = remove_shards(config.output_dir, config.splits, key)
-            logger.info("--overwrite: removed %d shard(s)", removed)
+        _prepare_output(config, provenance, sharing, previous, replace_all)
     summary: dict[str, Any] = {"resume_key": key, "splits": {}}
     for split in config.splits:
-        plan = plan_split(config, split, key)
+        plan = plan_split(config, split, key, sources[split])
         logger.info(
-            "split %s: %d to label, %d already done, %d for other job shards, left out %s",
+            "split %s: %d source rows, %d to label or record as skipped, %d already done, "
+            "%d for other job shards",
             split,
+            plan.rows,
             len(plan.todo),
             plan.already_done,
             plan.not_mine,
-            dict(plan.left_out),
         )
         if plan.todo:
             module = LabelingModule(config, plan.todo, key, evaluator)
@@ -263,10 +305,52 @@ def run_labeling(config: LabelConfig, evaluator: Evaluator | None = None) -> dic
             trainer.strategy.barrier()
         table = read_labels(config.output_dir, split, key)
         split_summary = summarize(table)
-        split_summary["left_out"] = dict(plan.left_out)
+        split_summary["source_rows"] = plan.rows
         split_summary["labelled_this_run"] = len(plan.todo)
         summary["splits"][split] = split_summary
     return summary
+
+
+def _prepare_output(
+    config: LabelConfig,
+    provenance: LabelProvenance,
+    sharing: dict[str, Any],
+    previous: LabelSetInfo | None,
+    replace_all: bool,
+) -> None:
+    """Rank 0, before labelling: clear what a killed run or ``--overwrite`` leaves, then record
+    the label set's provenance, source (absolute path for a local one) and column mapping."""
+    key = provenance.resume_key
+    shard_suffix = f"s{config.shard_index}of{config.num_shards}" if config.num_shards > 1 else ""
+    stale = remove_stale_temp_files(config.output_dir, own_tag=rf"r\d+{shard_suffix}")
+    if stale:
+        logger.info("removed %d temp file(s) a killed run left", len(stale))
+    if replace_all:
+        removed = remove_all_shards(config.output_dir)
+        logger.info("--overwrite: removed %d shard(s) of another dataset", removed)
+        previous = None
+    splits = sorted(set(config.splits) | set(previous.splits if previous else []))
+    info = LabelSetInfo(
+        provenance=provenance,
+        dataset=dataset_identity(config.dataset),
+        dataset_revision=config.dataset_revision,
+        prompt_template=config.template,
+        splits=splits,
+        columns=config.column_map().to_dict(),
+        **sharing,
+    )
+    if previous is not None and previous.provenance.resume_key != key:
+        logger.warning(
+            "%s already holds labels of another evaluator setting (resume key %s); "
+            "this run adds %s beside them",
+            config.output_dir,
+            previous.provenance.resume_key,
+            key,
+        )
+    write_info(config.output_dir, info)
+    if config.overwrite:
+        removed = remove_shards(config.output_dir, config.splits, key)
+        logger.info("--overwrite: removed %d shard(s)", removed)
 
 
 def _hf_provenance(config: LabelConfig) -> tuple[LabelProvenance, dict[str, Any]]:

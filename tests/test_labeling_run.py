@@ -110,7 +110,8 @@ def test_bad_rows_are_recorded_skips(tmp_path):
     ds.save_to_disk(str(tmp_path / "data"))
     summary = run_labeling(config(str(tmp_path / "data"), tmp_path / "labels"))
     train = summary["splits"]["train"]
-    assert train["left_out"] == {"no_image": 1}
+    assert train["source_rows"] == 5
+    assert train["skipped"]["no_image"] == 1  # a text-only row is a recorded skip too
     assert train["labelled"] == 1
     assert train["skipped"]["too_many_choices"] == 1
     assert train["skipped"]["bad_image:undecodable"] >= 1
@@ -206,3 +207,36 @@ def test_bad_vlm_arguments_are_one_line_before_any_loading(argv, message, capsys
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+CUSTOM_EVALUATOR = '''
+from semclip.data.labels import LabelProvenance
+from semclip.data.prompts import template_hash
+from semclip.labeling.evaluator import ItemScores
+
+
+class AlwaysA:
+    """Answers A for every view: letters only, no log-probs."""
+
+    def __init__(self, config):
+        self.provenance = LabelProvenance(
+            "my-rule/always-a", "v1", "none", "answer", config.grid, template_hash(config.template)
+        )
+
+    def score(self, items):
+        return [ItemScores(cell_answers=["A"] * len(i.cells), base_answer="A") for i in items]
+'''
+
+
+def test_a_custom_evaluator_that_answers_without_logprobs(synthetic_dir, tmp_path, monkeypatch):
+    (tmp_path / "my_rules.py").write_text(CUSTOM_EVALUATOR)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = config(synthetic_dir, tmp_path / "labels", evaluator="my_rules:AlwaysA", limit=6)
+    assert run_labeling(cfg)["splits"]["train"]["labelled"] == 6
+    for row in read_labels(tmp_path / "labels", "train").to_pylist():
+        right = row["answer"] == 0
+        assert row["cell_pred"] == ["A"] * 4 and row["base_correct"] == right
+        assert row["cell_p_correct"] == [float(right)] * 4
+        assert row["evaluator"] == "my-rule/always-a"
+    with pytest.raises(ValueError, match="--evaluator my_rules:Nope: cannot import it"):
+        config(synthetic_dir, tmp_path, evaluator="my_rules:Nope").validate()

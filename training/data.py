@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from semclip.data.images import load_image
 from semclip.data.labels import read_info, read_labels, shard_files
-from semclip.data.scienceqa import load_qa_dataset, question_id
+from semclip.data.scienceqa import open_labelled_source, question_id
 from semclip.models.scorer import scorer_text
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ def load_groups(
 ) -> tuple[list[Group], Counter[str], object]:
     """Rankable questions of ``split``, the count of those left out by reason, and the source split.
 
-    The source dataset defaults to the one recorded in ``labelset.json``.
+    The source dataset defaults to the one recorded in ``labelset.json``, read through the column
+    mapping recorded there (:func:`~semclip.data.scienceqa.open_labelled_source`).
     """
     check_labels_dir(labels_dir)
     info = read_info(labels_dir)
@@ -67,14 +68,12 @@ def load_groups(
             f"no labels for split {split!r} (resume key {key}) in {labels_dir}: label it with "
             f"`python label.py --splits {split}` or choose another --data.*_split"
         )
-    ds = load_qa_dataset(
-        source, split, revision=dataset_revision or (info and info.dataset_revision)
-    )
+    ds = open_labelled_source(info, split, dataset, dataset_revision)
     groups, left_out = [], Counter()
     grids = {r["grid_n"] for r in table}
     if len(grids) > 1:
         raise ValueError(f"{labels_dir} mixes grid sizes {sorted(grids)}: use one resume key")
-    texts = ds.select_columns(["question", "choices", "hint"])  # no image bytes read for text
+    texts = ds.texts()  # no image bytes read for text
     for r in table:
         if r["status"] != "labelled":
             left_out[f"skipped:{r['skip_reason']}"] += 1
@@ -86,13 +85,13 @@ def load_groups(
             left_out["no_negative"] += 1
             continue
         example = texts[r["row"]]
-        choices = [str(c) for c in example["choices"]]
+        choices = example["choices"]
         if question_id(split, r["row"], example["question"], choices) != r["qid"]:
             raise ValueError(
                 f"label {r['qid']} does not match row {r['row']} of {source}:{split}; "
                 "were the labels made from another copy or revision of the dataset?"
             )
-        text = scorer_text(example["question"], example["hint"] or "", choices, text_mode)
+        text = scorer_text(example["question"], example["hint"], choices, text_mode)
         groups.append(
             Group(
                 r["qid"],

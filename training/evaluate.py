@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 
 from semclip.data.images import ImageError, load_image
 from semclip.data.labels import read_info, read_labels
-from semclip.data.scienceqa import load_qa_dataset
+from semclip.data.scienceqa import labelled_source_args, load_qa_dataset
 from semclip.data.visualize import font as ui_font
 from semclip.models.scorer import scorer_text
 from semclip.models.selector import Selector
@@ -120,10 +120,12 @@ def score_split(
                 images.append(load_image(example["image"]))
             except ImageError as err:  # labelled once, unreadable now: the data changed under us
                 raise ValueError(f"{row['qid']}: image no longer readable ({err})") from err
-            choices = [str(c) for c in example["choices"]]
             texts.append(
                 scorer_text(
-                    example["question"], example["hint"] or "", choices, selector.scorer.text_mode
+                    example["question"],
+                    example["hint"],
+                    example["choices"],
+                    selector.scorer.text_mode,
                 )
             )
         scores, cells = selector.cell_scores(images, texts, grid)
@@ -164,7 +166,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                 "the label set has no labelset.json naming its source dataset: pass --dataset "
                 "(the folder or hub id it was labelled from)"
             )
-        source = load_qa_dataset(source_name, config.split)
+        source = load_qa_dataset(**labelled_source_args(info, config.split, config.dataset))
         for name, path in config.scorers.items():
             logger.info("scoring %d questions with %s (%s)", len(rows), name, path)
             selector = Selector.from_pretrained(path, device=config.device)
