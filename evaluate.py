@@ -104,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     vlm = parser.add_argument_group("with --vlm")
     vlm.add_argument("--grid", type=int, help="grid n (default: the label set's, else 2)")
+    vlm.add_argument(
+        "--preset",
+        help="column preset by hub id (e.g. lmms-lab/MMBench) for a local copy (default: the "
+        "dataset's own preset, else the ScienceQA columns)",
+    )
+    vlm.add_argument(
+        "--columns", help="column mapping over the preset: field=column pairs, e.g. question=Q"
+    )
     vlm.add_argument("--limit", type=int, help="evaluate at most this many questions")
     vlm.add_argument(
         "--random-draws", type=int, default=4, help="draws per question for random k>=2 (4)"
@@ -185,6 +193,8 @@ def _check_vlm_args(args: argparse.Namespace, scorers: dict[str, str]) -> dict[s
         info = read_info(Path(args.labels_dir).expanduser())
         if info is None:
             raise ValueError(f"--labels-dir {args.labels_dir}: no labelset.json there")
+        if not args.dataset and not args.preset and not args.columns:
+            args.columns = info.columns  # the mapping the labels were made through
         args.dataset = args.dataset or info.dataset
         args.grid = args.grid or info.provenance.grid_n
     if not args.dataset:
@@ -201,6 +211,11 @@ def _check_vlm_args(args: argparse.Namespace, scorers: dict[str, str]) -> dict[s
         raise ValueError(f"--random-draws must be >= 1, got {args.random_draws}")
     if looks_local(args.vlm) and not Path(args.vlm).expanduser().is_dir():
         raise ValueError(f"--vlm {args.vlm}: no such folder")
+    if args.preset or args.columns:
+        from semclip.data.presets import parse_columns, resolve_columns
+
+        columns = resolve_columns(args.preset, args.dataset)
+        args.columns = parse_columns(args.columns, columns) if args.columns else columns
     return scorers
 
 
@@ -260,6 +275,7 @@ def _run_vlm(args: argparse.Namespace, scorers: dict[str, str]) -> dict:
         vlm=args.vlm,
         dataset=args.dataset,
         split=args.split,
+        columns=args.columns,
         scorers=scorers,
         ks=args.k,
         grid=args.grid,

@@ -32,8 +32,9 @@ from typing import Any
 import torch
 
 from semclip.data.images import DEFAULT_MAX_PIXELS
+from semclip.data.presets import ColumnMap
 from semclip.data.prompts import DEFAULT_TEMPLATE
-from semclip.data.scienceqa import load_qa_dataset, records_with_images
+from semclip.data.scienceqa import load_qa_dataset, source_records
 from semclip.inference.scorers import CellScorer, Query, load_scorer
 from semclip.inference.semclip import Prepared, SemClip
 from semclip.labeling.evaluator import LabelItem, label_row, prepare_item
@@ -56,8 +57,9 @@ class VLMEvalConfig:
     """Source dataset: hub id, ``save_to_disk`` folder or parquet file(s)."""
     split: str = "test"
     """Split to evaluate on."""
-    columns: Any = None
-    """Column mapping or preset name for a dataset not in the ScienceQA schema."""
+    columns: ColumnMap | str | None = None
+    """Column mapping (``semclip.data.presets``) or preset hub id; ``None``: the dataset's own
+    preset, else the ScienceQA columns."""
     scorers: dict[str, str] = field(default_factory=dict)
     """Row name -> scorer (exported folder or hub id, ``vlm-psi``)."""
     ks: list[int] = field(default_factory=lambda: [1, 2])
@@ -129,12 +131,11 @@ def evaluate_with_vlm(config: VLMEvalConfig, vlm: HFEvaluator | None = None) -> 
     scorers: dict[str, CellScorer] = {
         name: load_scorer(spec, vlm, device=config.device) for name, spec in config.scorers.items()
     }
-    extra = {"columns": config.columns} if config.columns is not None else {}
-    ds = load_qa_dataset(config.dataset, config.split, **extra)
-    records, left_out = records_with_images(ds, config.split, limit=config.limit)
+    ds = load_qa_dataset(config.dataset, config.split, columns=config.columns)
+    records = source_records(ds, config.split, limit=config.limit)  # every row: skips counted
     cells = config.grid**2
     semclip = SemClip(vlm, grid=config.grid, k=0, template=config.template)
-    tally, skipped = _Tally(), Counter(left_out)
+    tally, skipped = _Tally(), Counter()
     labelled: list[dict[str, Any]] = []
     all_scores: dict[str, list[torch.Tensor]] = defaultdict(list)
     for start in range(0, len(records), config.batch_size):

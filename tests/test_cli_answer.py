@@ -89,3 +89,35 @@ def test_evaluate_vlm_mistakes_are_one_line(tiny_llava_dir, tiny_clip_dir, capsy
     )
     err = _error(capsys, evaluate_main, ["--vlm", tiny_llava_dir, "--dataset", "x/y", "--k", "5"])
     assert "2x2 grid has 1..4" in err
+
+
+def test_evaluate_with_the_vlm_on_a_preset_copy(tiny_llava_dir, synthetic_dir, tmp_path, capsys):
+    """A POPE-shaped local copy (yes/no answers, no choices column) through --preset."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = load_qa_dataset(synthetic_dir, "test")
+
+    def png(i: int) -> dict:
+        buffer = io.BytesIO()
+        load_image(source[i]["image"]).save(buffer, format="PNG")
+        return {"bytes": buffer.getvalue(), "path": None}
+
+    rows = [
+        {"id": str(i), "question_id": str(i), "question": f"Is there a star? ({i})",
+         "answer": ["yes", "no"][i % 2], "image_source": "x", "image": png(i),
+         "category": ["adversarial", "random"][i % 2]}
+        for i in range(3)
+    ]  # fmt: skip
+    (tmp_path / "pope" / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "pope/data/test-00000-of-00001.parquet")
+    out = tmp_path / "eval"
+    argv = ["--vlm", tiny_llava_dir, "--dataset", str(tmp_path / "pope"), "--preset",
+            "lmms-lab/POPE", "--scorer", "rnd=random", "--k", "1", "--device", "cpu",
+            "--out-dir", str(out)]  # fmt: skip
+    assert evaluate_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "3 questions of split `test`" in printed and "| rnd (k=1) |" in printed
+    assert "adversarial (%)" in printed  # per category
