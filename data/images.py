@@ -24,6 +24,16 @@ DEFAULT_MAX_PIXELS = 89_478_485
 #: CLIP's image mean as 0-255 RGB: the background LLaVA-1.5 pads with (``expand2square``).
 CLIP_MEAN_RGB = (122, 116, 104)
 
+#: How transparency is turned into RGB. ``drop``: the stored colour under the alpha is kept and
+#: alpha is discarded, exactly what ``Image.convert("RGB")`` gives (LLaVA-1.5's and lmms-eval's
+#: loaders do ``Image.open(...).convert("RGB")``). ``white``: composited on a white background.
+ALPHA_MODES = ("drop", "white")
+
+#: The default of ``load_image`` / ``to_rgb``: LLaVA's convention. Record it in provenance.
+DEFAULT_ALPHA = "drop"
+
+_ALPHA_IMAGE_MODES = ("RGBA", "LA", "PA", "RGBa")
+
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
@@ -42,11 +52,15 @@ class ImageError(ValueError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
-def load_image(source: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(
+    source: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS, alpha: str = DEFAULT_ALPHA
+) -> Image.Image:
     """Return ``source`` as a fully decoded RGB image, or raise :class:`ImageError`.
 
-    ``max_pixels`` bounds width * height before decoding (``None`` disables the guard).
+    ``max_pixels`` bounds width * height before decoding (``None`` disables the guard); ``alpha``
+    says what becomes of transparency (see :data:`ALPHA_MODES`).
     """
+    _check_alpha(alpha)
     if source is None:
         raise ImageError("missing", "no image")
     if isinstance(source, Image.Image):
@@ -60,7 +74,12 @@ def load_image(source: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Imag
         raise ImageError("truncated", str(err)) from err
     except Image.DecompressionBombError as err:
         raise ImageError("too_large", str(err)) from err
-    return to_rgb(image)
+    return to_rgb(image, alpha)
+
+
+def _check_alpha(alpha: str) -> None:
+    if alpha not in ALPHA_MODES:
+        raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}")
 
 
 def _open(source: Any, max_pixels: int | None) -> Image.Image:
@@ -107,12 +126,15 @@ def _check_pixels(size: tuple[int, int], max_pixels: int | None) -> None:
         )
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image, alpha: str = DEFAULT_ALPHA) -> Image.Image:
     """Apply EXIF orientation and convert any Pillow mode to RGB.
 
-    Transparency is composited on white; 16-bit and float images are rescaled to 0-255 first
-    (a plain ``convert`` would clip them to white).
+    Transparency (RGBA, LA, a palette with a transparent index, ...) is dropped, keeping the stored
+    colours as ``convert("RGB")`` does (``alpha="drop"``, LLaVA's convention), or composited on
+    white (``alpha="white"``); 16-bit and float images are rescaled to 0-255 first (a plain
+    ``convert`` would clip them to white).
     """
+    _check_alpha(alpha)
     try:
         image = ImageOps.exif_transpose(image)
     except Exception:  # a corrupt EXIF block must not kill a run; keep the stored orientation
@@ -120,10 +142,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB":
         return image
+    if mode == "La":  # premultiplied luminance: Pillow converts it to LA only
+        image, mode = image.convert("LA"), "LA"
+    if alpha == "drop" and (mode in _ALPHA_IMAGE_MODES or mode == "P"):
+        with warnings.catch_warnings():  # "should be converted to RGBA": dropping it is the point
+            warnings.filterwarnings("ignore", message="Palette images with Transparency")
+            return image.convert("RGB")
     if mode == "P":
         image = image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
         mode = image.mode
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if mode in _ALPHA_IMAGE_MODES:
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(canvas, rgba).convert("RGB")
@@ -149,9 +177,10 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
 
 
 def processor_background(image_processor) -> tuple[int, ...] | None:
-    """The padding colour for a processor: its image mean as 0-255 RGB (LLaVA-1.5's choice)."""
+    """The padding colour for a processor: its image mean as 0-255 RGB, truncated as LLaVA-1.5's
+    ``tuple(int(x * 255) for x in image_processor.image_mean)`` does ((122, 116, 104) for CLIP)."""
     mean = getattr(image_processor, "image_mean", None)
-    return tuple(round(255 * m) for m in mean) if mean else None
+    return tuple(int(m * 255) for m in mean) if mean else None
 
 
 def pad_to_square(

@@ -2,13 +2,20 @@
 against a question.
 
 ``score(texts, images)`` is the cosine similarity of the normalised embeddings, scaled by the
-model's logit scale: a ``(len(texts), len(images))`` matrix. Images are padded to square before the
-processor, so no edge of a non-square cell is center-cropped away. Text longer than the text tower's
-limit (77 tokens for CLIP) is truncated and counted; the first truncation is logged once.
+model's logit scale: a ``(len(texts), len(images))`` matrix, computed in fp32 whatever the model's
+dtype (in bf16, scores at scale 100 would come in steps of 0.125, coarse against a margin of 1 and
+leaving top-1 to ties). Images are padded to square before the processor, so no edge of a
+non-square cell is center-cropped away. Text longer than the text tower's limit (77 tokens for
+CLIP) is truncated and counted; the first truncation is logged once.
+
+An exported scorer carries its settings (text mode, grid, transparency convention) in
+``semclip_scorer.json`` beside the weights; ``from_pretrained`` applies them by default.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,13 +25,18 @@ import torch
 from PIL import Image
 from torch import nn
 
+from semclip.data.grid import check_grid
 from semclip.data.hub import hub_reachable, looks_local
-from semclip.data.images import pad_to_square, processor_background
+from semclip.data.images import ALPHA_MODES, DEFAULT_ALPHA, pad_to_square, processor_background
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SCORER = "openai/clip-vit-large-patch14"
 TEXT_MODES = ("question", "question_hint", "question_choices", "full")
+
+#: The file beside an exported scorer's weights: how it was trained to be used (``text_mode``,
+#: ``grid``, ``alpha``). A stock CLIP/SigLIP has none: question text, no grid, LLaVA's alpha.
+SCORER_SETTINGS = "semclip_scorer.json"
 
 
 def scorer_text(
@@ -70,6 +82,47 @@ def _unreachable_message(name: str) -> str:
         f"{name} is not in the Hugging Face cache and {why}: download it once with network "
         f"(hf download {name}), or pass a local folder"
     )
+
+
+def read_settings(
+    name_or_path: str | Path, revision: str | None = None, local_files_only: bool = False
+) -> dict:
+    """The saved settings of a scorer (its ``semclip_scorer.json``), or ``{}`` when it has none."""
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        file = folder / SCORER_SETTINGS
+        if not file.is_file():
+            return {}
+    else:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
+
+        try:
+            file = Path(
+                hf_hub_download(
+                    str(name_or_path),
+                    SCORER_SETTINGS,
+                    revision=revision,
+                    local_files_only=local_files_only,
+                )
+            )
+        except EntryNotFoundError:  # not in the repository (or, offline, not in the cache)
+            return {}
+    try:
+        settings = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{file}: unreadable scorer settings ({err})") from err
+    if not isinstance(settings, dict):
+        raise ValueError(f"{file}: scorer settings must be a JSON object")
+    return settings
+
+
+def _fp32(tensor: torch.Tensor):
+    """A context where autocast does not turn fp32 matmuls back into bf16/fp16 ones."""
+    device = tensor.device.type
+    if torch.amp.is_autocast_available(device):
+        return torch.autocast(device, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _features(output) -> torch.Tensor:
@@ -166,14 +219,32 @@ class ScorerPreprocessor:
 
 
 class RelevanceScorer(nn.Module):
-    """Scores (question, crop) pairs with a Hugging Face dual encoder."""
+    """Scores (question, crop) pairs with a Hugging Face dual encoder.
 
-    def __init__(self, model: nn.Module, processor, text_mode: str = "question") -> None:
+    ``text_mode``: what the scorer reads (:data:`TEXT_MODES`); ``grid``: the n of the n x n grid
+    it was trained for (``None``: not trained by semclip); ``alpha``: how transparency is turned
+    into RGB for it (``drop`` or ``white``, see ``semclip.data.images``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        processor,
+        text_mode: str = "question",
+        grid: int | None = None,
+        alpha: str = DEFAULT_ALPHA,
+    ) -> None:
         super().__init__()
         scorer_text("", mode=text_mode)  # validates the mode
+        if grid is not None:
+            check_grid(grid)
+        if alpha not in ALPHA_MODES:
+            raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}")
         self.model = model
         self.processor = processor
         self.text_mode = text_mode
+        self.grid = grid
+        self.alpha = alpha
         config = getattr(model.config, "text_config", model.config)
         self.model_type = getattr(model.config, "model_type", "")
         self.preprocess = ScorerPreprocessor(
@@ -186,14 +257,19 @@ class RelevanceScorer(nn.Module):
         name_or_path: str | Path,
         revision: str | None = None,
         dtype: torch.dtype | None = None,
-        text_mode: str = "question",
+        text_mode: str | None = None,
         trust_remote_code: bool = False,
     ) -> RelevanceScorer:
         """Load a scorer from a hub id or a local folder (e.g. an exported one).
 
-        A path that looks local (``./x``, ``/x``, ``~/x``, ``a/b/c``) and is not a folder, and a hub
-        id that is neither cached nor reachable (offline), raise a one-line ``OSError`` at once.
+        The settings saved with an exported scorer (``semclip_scorer.json``: text mode, grid,
+        transparency convention) are applied; ``text_mode`` overrides the saved one (``None``: the
+        saved one, else ``question``). A path that looks local (``./x``, ``/x``, ``~/x``,
+        ``a/b/c``) and is not a folder, and a hub id that is neither cached nor reachable
+        (offline), raise a one-line ``OSError`` at once.
         """
+        if text_mode is not None:
+            scorer_text("", mode=text_mode)  # a bad override fails before any loading
         name, local_only = resolve_source(name_or_path)
         load = dict(revision=revision, trust_remote_code=trust_remote_code)
         if local_only:  # a hub id, offline: the cache or nothing
@@ -204,7 +280,7 @@ class RelevanceScorer(nn.Module):
         return cls._load(name, dtype, text_mode, load)
 
     @classmethod
-    def _load(cls, name_or_path: str, dtype, text_mode: str, load: dict) -> RelevanceScorer:
+    def _load(cls, name_or_path: str, dtype, text_mode: str | None, load: dict) -> RelevanceScorer:
         from transformers import AutoModel, AutoProcessor
 
         # the PIL image backend whether or not torchvision is installed: the same pixels on every
@@ -214,12 +290,31 @@ class RelevanceScorer(nn.Module):
         for method in ("get_text_features", "get_image_features"):
             if not hasattr(model, method):
                 raise ValueError(f"{name_or_path} is not a dual encoder: it has no {method}()")
-        return cls(model, processor, text_mode)
+        settings = read_settings(
+            name_or_path, load.get("revision"), load.get("local_files_only", False)
+        )
+        try:
+            return cls(
+                model,
+                processor,
+                text_mode or settings.get("text_mode") or "question",
+                settings.get("grid"),
+                settings.get("alpha", DEFAULT_ALPHA),
+            )
+        except ValueError as err:
+            raise ValueError(f"{name_or_path}/{SCORER_SETTINGS}: {err}") from err
+
+    def settings(self) -> dict:
+        """What ``save_pretrained`` writes to ``semclip_scorer.json``."""
+        return {"text_mode": self.text_mode, "grid": self.grid, "alpha": self.alpha}
 
     def save_pretrained(self, out_dir: str | Path) -> None:
-        """Save model (safetensors), config and processor in the Hugging Face format."""
+        """Save model (safetensors), config and processor in the Hugging Face format, and the
+        scorer's settings (``semclip_scorer.json``)."""
         self.model.save_pretrained(str(out_dir), safe_serialization=True)
         self.processor.save_pretrained(str(out_dir))
+        text = json.dumps(self.settings(), indent=2) + "\n"
+        (Path(out_dir) / SCORER_SETTINGS).write_text(text, encoding="utf-8")
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -238,24 +333,38 @@ class RelevanceScorer(nn.Module):
 
     # ------------------------------------------------------------------ embeddings and scores
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
-        """L2-normalised text embeddings ``(B, D)``."""
+        """L2-normalised text embeddings ``(B, D)``, fp32 (normalised in fp32)."""
         kwargs = {"input_ids": input_ids.to(self.device)}
         if attention_mask is not None and not self.model_type.startswith("siglip"):
             kwargs["attention_mask"] = attention_mask.to(self.device)
-        return nn.functional.normalize(_features(self.model.get_text_features(**kwargs)), dim=-1)
+        features = _features(self.model.get_text_features(**kwargs)).float()
+        with _fp32(features):
+            return nn.functional.normalize(features, dim=-1)
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """L2-normalised image embeddings ``(N, D)``."""
+        """L2-normalised image embeddings ``(N, D)``, fp32 (normalised in fp32)."""
         pixels = pixel_values.to(self.device, self.dtype)
-        return nn.functional.normalize(_features(self.model.get_image_features(pixels)), dim=-1)
+        features = _features(self.model.get_image_features(pixels)).float()
+        with _fp32(features):
+            return nn.functional.normalize(features, dim=-1)
 
     @property
     def logit_scale(self) -> torch.Tensor:
-        return self.model.logit_scale.exp().clamp(max=100.0)  # CLIP caps its temperature at 100
+        """``exp`` of the model's logit scale, fp32, capped at 100 as CLIP caps its temperature."""
+        return self.model.logit_scale.float().exp().clamp(max=100.0)
 
     def similarity(self, text_emb: torch.Tensor, image_emb: torch.Tensor) -> torch.Tensor:
-        """``logit_scale * cos``: ``(B, D) x (N, D) -> (B, N)``."""
-        return self.logit_scale * text_emb @ image_emb.T
+        """``logit_scale * cos`` in fp32 (also under autocast): ``(B, D) x (N, D) -> (B, N)``."""
+        with _fp32(text_emb):
+            return self.logit_scale * (text_emb.float() @ image_emb.float().T)
+
+    def cell_similarity(self, text_emb: torch.Tensor, image_emb: torch.Tensor) -> torch.Tensor:
+        """``logit_scale * cos`` of each text against its own cells, in fp32 (also under
+        autocast): ``(B, D) x (B, C, D) -> (B, C)``."""
+        with _fp32(text_emb):
+            return self.logit_scale * torch.einsum(
+                "bd,bcd->bc", text_emb.float(), image_emb.float()
+            )
 
     def grouped_scores(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor
@@ -265,7 +374,7 @@ class RelevanceScorer(nn.Module):
         text = self.encode_text(input_ids, attention_mask)  # (B, D)
         images = self.encode_images(pixel_values)  # (B * C, D)
         images = images.view(text.shape[0], -1, images.shape[-1])  # (B, C, D)
-        return self.logit_scale * torch.einsum("bd,bcd->bc", text, images)
+        return self.cell_similarity(text, images)
 
     @torch.no_grad()
     def score(self, texts: Sequence[str], images: Sequence[Image.Image]) -> torch.Tensor:
@@ -273,4 +382,4 @@ class RelevanceScorer(nn.Module):
         tokens = self.tokenize(texts)
         text = self.encode_text(tokens["input_ids"], tokens.get("attention_mask"))
         image = self.encode_images(self.pixel_values(images))
-        return self.similarity(text, image).float()
+        return self.similarity(text, image)

@@ -1,8 +1,10 @@
 """The selector: scores the n x n crops of (image, question) pairs and returns the top-k crops.
 
 Load it from any scorer checkpoint (an exported semclip folder, a hub id, or a stock CLIP/SigLIP
-for the zero-shot baseline). ``select`` crops with the data layer, encodes every crop of the batch
-in batched passes, reuses the embeddings of texts it has seen, and runs without gradients.
+for the zero-shot baseline); an exported scorer is used as it was trained (its saved text mode, and
+its grid when ``select`` is given none). ``select`` crops with the data layer, encodes every crop
+of the batch in batched passes, reuses the embeddings of texts it has seen, and runs without
+gradients.
 
     selector = Selector.from_pretrained("exported/", device="cuda", dtype=torch.bfloat16)
     [selection] = selector.select([image], ["What color is the star?"], k=1, grid=2)
@@ -24,6 +26,9 @@ from semclip.data.images import load_image, pad_to_square, processor_background
 from semclip.data.prompts import render_input, vlm_prompt_format
 from semclip.data.visualize import INK, RIGHT, WRONG, draw_grid
 from semclip.models.scorer import RelevanceScorer
+
+#: The grid ``select`` uses for a scorer that was not trained for one (a stock CLIP/SigLIP).
+DEFAULT_GRID = 2
 
 
 @dataclass
@@ -55,15 +60,22 @@ class Selector:
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         revision: str | None = None,
-        text_mode: str = "question",
+        text_mode: str | None = None,
         **kwargs,
     ) -> Selector:
+        """A selector around ``RelevanceScorer.from_pretrained(name_or_path)``, on ``device`` in
+        ``dtype``. ``text_mode`` None: the scorer's saved text mode (``question`` if none)."""
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         scorer = RelevanceScorer.from_pretrained(
             name_or_path, revision=revision, text_mode=text_mode
         )
         scorer.model.to(device=device, dtype=dtype)
         return cls(scorer, **kwargs)
+
+    @property
+    def grid(self) -> int:
+        """The grid ``select`` uses by default: the scorer's own, else :data:`DEFAULT_GRID`."""
+        return self.scorer.grid or DEFAULT_GRID
 
     @torch.no_grad()
     def text_embeddings(self, texts: Sequence[str]) -> torch.Tensor:
@@ -91,27 +103,32 @@ class Selector:
 
     @torch.no_grad()
     def cell_scores(
-        self, images: Sequence[Image.Image], texts: Sequence[str], grid: int
+        self, images: Sequence[Image.Image], texts: Sequence[str], grid: int | None = None
     ) -> tuple[torch.Tensor, list[list]]:
-        """``(B, n*n)`` scores of each text against its own image's cells, and the cells."""
+        """``(B, n*n)`` fp32 scores of each text against its own image's cells, and the cells.
+
+        ``grid`` None: :attr:`grid`."""
         if len(images) != len(texts):
             raise ValueError(f"{len(images)} images but {len(texts)} questions")
+        grid = self.grid if grid is None else grid
         check_grid(grid)
-        cells = [crop_grid(load_image(image), grid) for image in images]
+        cells = [crop_grid(load_image(image, alpha=self.scorer.alpha), grid) for image in images]
         crops = [cell.image for image_cells in cells for cell in image_cells]
         image_emb = self.image_embeddings(crops).view(len(images), grid * grid, -1)
         text_emb = self.text_embeddings(list(texts))
-        scores = self.scorer.logit_scale * torch.einsum("bd,bcd->bc", text_emb, image_emb)
-        return scores.float().cpu(), cells
+        return self.scorer.cell_similarity(text_emb, image_emb).cpu(), cells
 
     def select(
         self,
         images: Sequence[Image.Image],
         questions: Sequence[str],
         k: int = 1,
-        grid: int = 2,
+        grid: int | None = None,
     ) -> list[Selection]:
-        """The top-``k`` crops of each (image, question) pair, best first."""
+        """The top-``k`` crops of each (image, question) pair, best first.
+
+        ``grid`` None: the grid the scorer was trained for (:attr:`grid`)."""
+        grid = self.grid if grid is None else grid
         check_grid(grid)
         if not 1 <= k <= grid * grid:
             raise ValueError(f"k must be in 1..{grid * grid} for a {grid}x{grid} grid, got {k}")

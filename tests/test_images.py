@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from semclip.data.images import CLIP_MEAN_RGB, ImageError, load_image, pad_to_square
+from semclip.data.images import (
+    ALPHA_MODES,
+    CLIP_MEAN_RGB,
+    DEFAULT_ALPHA,
+    ImageError,
+    load_image,
+    pad_to_square,
+    to_rgb,
+)
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
@@ -13,31 +21,80 @@ def encode(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
     return buffer.getvalue()
 
 
+def palette_with_transparency() -> Image.Image:
+    image = Image.new("P", (3, 3), 0)  # index 0 (stored colour (9, 8, 7)) is transparent
+    image.putpalette([9, 8, 7, 0, 255, 0] + [0] * 762)
+    image.putpixel((2, 2), 1)
+    image.info["transparency"] = 0
+    return image
+
+
+def test_rgba_alpha_dropped_by_default():
+    image = Image.new("RGBA", (4, 4), (255, 0, 0, 0))  # transparent red
+    image.putpixel((0, 0), (0, 0, 255, 255))
+    out = load_image(encode(image))
+    assert DEFAULT_ALPHA == "drop" and out.mode == "RGB"
+    assert out.getpixel((0, 0)) == (0, 0, 255)
+    assert out.getpixel((3, 3)) == (255, 0, 0)  # the stored colour, as convert("RGB") keeps it
+
+
 def test_rgba_composited_on_white():
     image = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
     image.putpixel((0, 0), (255, 0, 0, 255))
-    out = load_image(encode(image))
+    image.putpixel((1, 0), (0, 0, 0, 128))  # half black on white: 255 * 127 / 255 = 127
+    out = load_image(encode(image), alpha="white")
     assert out.mode == "RGB"
     assert out.getpixel((0, 0)) == (255, 0, 0)
     assert out.getpixel((3, 3)) == (255, 255, 255)
+    assert out.getpixel((1, 0)) == (127, 127, 127)
+
+
+def test_la_alpha_dropped_by_default():
+    image = Image.new("LA", (3, 3), (90, 0))
+    image.putpixel((1, 1), (10, 255))
+    out = load_image(encode(image))
+    assert out.getpixel((1, 1)) == (10, 10, 10) and out.getpixel((0, 0)) == (90, 90, 90)
 
 
 def test_la_composited_on_white():
     image = Image.new("LA", (3, 3), (0, 0))
     image.putpixel((1, 1), (0, 255))
-    out = load_image(encode(image))
+    out = load_image(encode(image), alpha="white")
     assert out.getpixel((1, 1)) == (0, 0, 0) and out.getpixel((0, 0)) == (255, 255, 255)
 
 
-def test_palette_with_transparency():
-    image = Image.new("P", (3, 3), 0)
-    image.putpalette([0, 0, 0, 0, 255, 0] + [0] * 762)
-    image.putpixel((2, 2), 1)
-    image.info["transparency"] = 0
-    out = load_image(encode(image))
+def test_palette_with_transparency_dropped_by_default():
+    out = load_image(encode(palette_with_transparency()))
+    assert out.mode == "RGB"
+    assert out.getpixel((0, 0)) == (9, 8, 7)  # the palette colour under the transparent index
+    assert out.getpixel((2, 2)) == (0, 255, 0)
+
+
+def test_palette_with_transparency_on_white():
+    out = load_image(encode(palette_with_transparency()), alpha="white")
     assert out.mode == "RGB"
     assert out.getpixel((0, 0)) == (255, 255, 255)
     assert out.getpixel((2, 2)) == (0, 255, 0)
+
+
+@pytest.mark.parametrize("alpha", ALPHA_MODES)
+def test_every_alpha_mode_equals_pillow(alpha):
+    """``drop`` is exactly Pillow's ``convert("RGB")``; ``white`` its composite on white."""
+    image = Image.effect_noise((8, 8), 60).convert("RGB")
+    rgba = image.copy()
+    rgba.putalpha(Image.effect_noise((8, 8), 90))
+    out = to_rgb(rgba, alpha=alpha)
+    if alpha == "drop":
+        expected = rgba.convert("RGB")
+    else:
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        expected = Image.alpha_composite(white, rgba).convert("RGB")
+    assert out.tobytes() == expected.tobytes()
+
+
+def test_unknown_alpha_is_an_error():
+    with pytest.raises(ValueError, match="alpha must be one of"):
+        load_image(encode(Image.new("RGB", (2, 2))), alpha="black")
 
 
 def test_cmyk():

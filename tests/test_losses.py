@@ -102,3 +102,28 @@ def test_ranking_metrics_by_hand():
     assert_close(out["hit_rate"], torch.tensor(0.5))
     # q0 pairs: (0,1),(0,2),(0,3) all right; q1: (0,1) wrong,(0,3) wrong,(2,1) right,(2,3) wrong
     assert_close(out["pairwise_accuracy"], torch.tensor(4 / 7))
+
+
+def test_losses_are_fp32_on_bf16_scores():
+    # bf16 holds these scores exactly (steps of 0.0625 between 8 and 16, 0.5 between 64 and 128),
+    # but a bf16 loss would round its result to 8 bits of mantissa (2 / 3 -> 0.66796875)
+    scores = torch.tensor([[10.0, 9.5, 9.75, 9.75]], dtype=torch.bfloat16)
+    labels = torch.tensor([[True, False, False, False]])
+    # hinges 1 - 0.5, 1 - 0.25, 1 - 0.25 over 3 pairs
+    margin = MarginRankingLoss(1.0)(scores, labels)["margin_loss"]
+    assert margin.dtype == torch.float32
+    assert_close(margin, torch.tensor(2.0 / 3.0), atol=1e-7, rtol=0)
+
+    wide = torch.tensor([[96.0, 95.5, 90.0]], dtype=torch.bfloat16)
+    # -log softmax at the positive (95.5): 96 + log(1 + e^-0.5 + e^-6) - 95.5
+    expected = 0.5 + math.log(1 + math.exp(-0.5) + math.exp(-6.0))
+    listwise = ListwiseSoftmaxLoss()(wide, torch.tensor([[False, True, False]]))["listwise_loss"]
+    assert listwise.dtype == torch.float32
+    assert_close(listwise, torch.tensor(expected), atol=1e-6, rtol=0)
+
+    pair = torch.tensor([[96.0, 95.5]], dtype=torch.bfloat16)
+    p0 = 1 / (1 + math.exp(-0.5))  # softmax of (96, 95.5)
+    kl_expected = 0.75 * math.log(0.75 / p0) + 0.25 * math.log(0.25 / (1 - p0))
+    kl = SoftLabelKLLoss()(pair, None, torch.tensor([[0.75, 0.25]]))["kl_loss"]
+    assert kl.dtype == torch.float32
+    assert_close(kl, torch.tensor(kl_expected), atol=1e-6, rtol=0)

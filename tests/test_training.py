@@ -219,3 +219,88 @@ def test_two_processes_validate_every_question_once(small_labels, tiny_clip_dir,
     run.trainer.fit(run.model, run.datamodule)
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
     assert (tmp_path / "export" / "model.safetensors").exists()
+
+
+def test_scores_and_loss_stay_fp32_under_bf16_autocast(tiny_clip_dir):
+    import math
+
+    module = ScorerModule(model=tiny_clip_dir)
+    scorer = module.scorer
+    with torch.no_grad():
+        scorer.model.logit_scale.fill_(math.log(100.0))
+    texts = ["What color is the star?", "What color is the bar?"]
+    cells = [Image.effect_noise((30, 30), 40 + i).convert("RGB") for i in range(8)]
+    tokens = scorer.tokenize(texts)
+    batch = {
+        "input_ids": tokens["input_ids"],
+        "attention_mask": tokens["attention_mask"],
+        "pixel_values": scorer.pixel_values(cells),
+    }
+    labels = torch.tensor([[True, False, False, True], [False, True, False, False]])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # as bf16-mixed runs
+        scores = module(batch)
+        text = scorer.encode_text(batch["input_ids"], batch["attention_mask"])
+        images = scorer.encode_images(batch["pixel_values"]).view(2, 4, -1)
+        loss = module.criterion(scores, labels, None)["margin_loss"]
+    assert text.dtype == images.dtype == scores.dtype == loss.dtype == torch.float32
+    expected = scorer.logit_scale * torch.einsum("bd,bcd->bc", text, images)  # fp32, no autocast
+    assert_close(scores, expected, atol=1e-5, rtol=1e-6)
+    assert (scores != scores.bfloat16().float()).any()  # not on bf16's grid of values
+    assert module.scorer.grid == 2  # noted from the batch: 4 cells a question
+
+
+def test_export_keeps_the_text_mode_and_grid(small_labels, tiny_clip_dir, tmp_path):
+    import json
+
+    from semclip.models.scorer import SCORER_SETTINGS
+    from semclip.models.selector import Selector
+
+    run = cli(
+        tmp_path, small_labels, tiny_clip_dir, "--trainer.max_epochs=1", "--model.text_mode=full"
+    )
+    run.trainer.fit(run.model, run.datamodule)
+    export = tmp_path / "export"
+    saved = json.loads((export / SCORER_SETTINGS).read_text())
+    assert saved == {"text_mode": "full", "grid": 2, "alpha": "drop"}
+    selector = Selector.from_pretrained(export, device="cpu")
+    assert selector.scorer.text_mode == "full" and selector.scorer.grid == selector.grid == 2
+    # the checkpoint carries the settings too: a later export gives the same file
+    again = tmp_path / "again"
+    from semclip.training.export import export_checkpoint
+
+    export_checkpoint(tmp_path / "checkpoints" / "last.ckpt", again)
+    assert json.loads((again / SCORER_SETTINGS).read_text()) == saved
+    override = Selector.from_pretrained(export, device="cpu", text_mode="question")
+    assert override.scorer.text_mode == "question"
+
+
+def touch_marker(path):
+    Path(path).touch()
+
+
+class Payload:
+    """Unpickling this would create ``marker``: what an unsafe load would run."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (touch_marker, (str(self.marker),))
+
+
+def test_checkpoint_with_a_pickled_object_is_refused(tmp_path, capsys):
+    from semclip.train import main
+    from semclip.training.export import export_checkpoint
+
+    marker = tmp_path / "code-ran"
+    ckpt = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {}, "extra": Payload(marker)}, ckpt)
+    with pytest.raises(ValueError) as err:
+        export_checkpoint(ckpt, tmp_path / "out")
+    message = str(err.value)
+    assert "\n" not in message and "refused" in message and "touch_marker" in message
+    assert not marker.exists() and not (tmp_path / "out").exists()
+    assert main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "refused" in lines[0] and str(ckpt) in lines[0]
+    assert not marker.exists()

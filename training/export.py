@@ -2,14 +2,21 @@
 
 The folder holds ``model.safetensors``, ``config.json`` and the processor files, so
 ``transformers.CLIPModel.from_pretrained(folder)`` (or ``AutoModel``) loads the trained scorer,
-plus ``README.md``: a model card with base model, label provenance, training config, validation
-metrics and a usage snippet.
+plus ``semclip_scorer.json`` (how the scorer was trained to be used: text mode, grid,
+transparency convention; ``RelevanceScorer.from_pretrained`` applies it) and ``README.md``: a model
+card with base model, label provenance, training config, validation metrics and a usage snippet.
+
+Checkpoints are only ever loaded safely (``torch.load(weights_only=True)``): tensors and plain data;
+one that holds any other pickled object is refused.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import pathlib
+import pickle
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -18,6 +25,7 @@ import lightning.pytorch as pl
 import torch
 from huggingface_hub import ModelCard, ModelCardData
 
+from semclip.data.images import ALPHA_MODES
 from semclip.data.labels import read_info
 
 logger = logging.getLogger(__name__)
@@ -25,7 +33,7 @@ logger = logging.getLogger(__name__)
 USAGE = """```python
 from semclip.models.scorer import RelevanceScorer
 
-scorer = RelevanceScorer.from_pretrained("{repo}")
+scorer = RelevanceScorer.from_pretrained("{repo}")  # its text mode and grid: semclip_scorer.json
 scores = scorer.score(["What color is the star?"], crops)  # (1, len(crops)) logit-scaled cosine
 best = scores.argmax(dim=1)
 ```
@@ -99,7 +107,8 @@ Base model: `{hparams.get("model")}`.
 
 ## Training
 
-Loss `{hparams.get("loss")}`, lr {hparams.get("lr")}, text mode `{hparams.get("text_mode")}`.
+Loss `{hparams.get("loss")}`, lr {hparams.get("lr")}, text mode `{hparams.get("text_mode")}`
+(what the scorer reads; saved in `semclip_scorer.json` with the grid it was trained for).
 
 ```json
 {config}
@@ -124,11 +133,19 @@ def export_module(
     data_hparams: dict[str, Any] | None = None,
     metrics: dict[str, float] | None = None,
 ) -> Path:
-    """Save ``module.scorer`` in the HF format with its card."""
+    """Save ``module.scorer`` in the HF format with its settings and card."""
+    data_hparams = data_hparams or {}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    module.scorer.save_pretrained(out)
-    card = build_card(dict(module.hparams), data_hparams or {}, metrics or {})
+    scorer = module.scorer
+    if scorer.grid is None:  # never saw a batch: the label set's grid
+        labels_dir = data_hparams.get("labels_dir")
+        info = read_info(labels_dir) if labels_dir else None
+        scorer.grid = info.provenance.grid_n if info else None
+    if data_hparams.get("alpha") in ALPHA_MODES:  # the images it was trained on
+        scorer.alpha = data_hparams["alpha"]
+    scorer.save_pretrained(out)
+    card = build_card(dict(module.hparams), data_hparams, metrics or {})
     card.save(str(out / "README.md"))
     # safetensors writes the weights 0600 (a temp file renamed); give them the card's mode
     mode = stat.S_IMODE((out / "README.md").stat().st_mode)
@@ -137,17 +154,56 @@ def export_module(
     return out
 
 
-def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
-    """Export a Lightning checkpoint of :class:`ScorerModule` to a HF folder."""
-    from semclip.training.module import ScorerModule
+#: Classes a checkpoint may hold besides tensors and plain data: hyper-parameters given as paths.
+SAFE_GLOBALS = [
+    pathlib.PosixPath,
+    pathlib.WindowsPath,
+    pathlib.PurePosixPath,
+    pathlib.PureWindowsPath,
+]
 
+
+def load_checkpoint(ckpt_path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
+    """A checkpoint's contents, loaded safely (``weights_only=True``) or not at all.
+
+    One that holds any pickled object outside tensors, plain data and :data:`SAFE_GLOBALS` (which
+    could run code when unpickled) raises a one-line ``ValueError`` that names the object.
+    """
     if not Path(ckpt_path).is_file():
         raise FileNotFoundError(
             f"--ckpt {ckpt_path}: no such file (checkpoints are in "
             "{default_root_dir}/checkpoints, e.g. last.ckpt)"
         )
-    module = ScorerModule.load_from_checkpoint(str(ckpt_path), map_location="cpu")
-    checkpoint = torch.load(str(ckpt_path), map_location="cpu", weights_only=False)
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            checkpoint = torch.load(
+                str(ckpt_path), map_location=map_location, weights_only=True, mmap=True
+            )
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        if found:
+            raise ValueError(
+                f"--ckpt {ckpt_path}: refused: it holds a pickled {found.group(1)}, which is not "
+                "tensors or plain data (checkpoints are only loaded with weights_only=True)"
+            ) from err
+        raise ValueError(f"--ckpt {ckpt_path}: not a readable checkpoint") from err
+    except (RuntimeError, ValueError, EOFError, OSError) as err:  # not a torch file, cut off
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"--ckpt {ckpt_path}: not a readable checkpoint ({detail})") from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"--ckpt {ckpt_path}: not a Lightning checkpoint (no state_dict)")
+    return checkpoint
+
+
+def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
+    """Export a Lightning checkpoint of :class:`ScorerModule` to a HF folder."""
+    from semclip.training.module import ScorerModule
+
+    checkpoint = load_checkpoint(ckpt_path)  # refuses unsafe files before Lightning reads them
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        module = ScorerModule.load_from_checkpoint(
+            str(ckpt_path), map_location="cpu", weights_only=True
+        )
     data_hparams = checkpoint.get("datamodule_hyper_parameters", {})
     metrics = dict(checkpoint.get("semclip_val_metrics", {}))
     for callback in checkpoint.get("callbacks", {}).values():

@@ -1,4 +1,8 @@
-"""The LightningModule: scores a batch of questions against their cells and ranks them."""
+"""The LightningModule: scores a batch of questions against their cells and ranks them.
+
+Scores and losses are fp32 even under ``bf16-mixed``: the scorer computes its logit-scaled cosine
+outside autocast, and the losses cast what they get.
+"""
 
 from __future__ import annotations
 
@@ -74,10 +78,18 @@ class ScorerModule(pl.LightningModule):
                 param.requires_grad_(False)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``(B, C)`` logit-scaled cosine of each question against its own cells."""
-        return self.scorer.grouped_scores(
+        """``(B, C)`` fp32 logit-scaled cosine of each question against its own cells."""
+        scores = self.scorer.grouped_scores(
             batch["input_ids"], batch["attention_mask"], batch["pixel_values"]
         )
+        self._note_grid(scores.shape[1])
+        return scores.float()
+
+    def _note_grid(self, cells: int) -> None:
+        """The scorer learns for the grid its batches come in (C = n * n cells a question)."""
+        n = math.isqrt(cells)
+        if n * n == cells and self.scorer.grid != n:
+            self.scorer.grid = n
 
     def _count_truncated(self, batch) -> None:
         self.truncated_texts += int(batch.get("num_truncated", 0))
@@ -113,6 +125,15 @@ class ScorerModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # the metrics of the validation that decided this checkpoint, for the model card
         checkpoint["semclip_val_metrics"] = dict(self.last_val_metrics)
+        # what the export writes to semclip_scorer.json (the text mode is a hyper-parameter too)
+        checkpoint["semclip_scorer"] = self.scorer.settings()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("semclip_scorer") or {}
+        if saved.get("grid") is not None:
+            self.scorer.grid = int(saved["grid"])
+        if saved.get("alpha"):
+            self.scorer.alpha = str(saved["alpha"])
 
     def test_step(self, batch, batch_idx: int) -> None:
         self.test_metrics.update(self(batch), batch["labels"])
