@@ -74,10 +74,16 @@ class LabelProvenance:
     mode: str
     grid_n: int
     template_hash: str
+    image_backend: str = ""
+    """The VLM processor's image backend (``pil``, ``torchvision``); empty for a non-VLM one."""
+    alpha: str = ""
+    """How transparency was flattened for the VLM (``drop`` or ``white``); empty if not recorded."""
 
     @property
     def resume_key(self) -> str:
-        payload = json.dumps(asdict(self), sort_keys=True).encode("utf-8")
+        # fields left empty stay out of the key, so label sets made before they existed resume
+        fields = {k: v for k, v in asdict(self).items() if v != ""}
+        payload = json.dumps(fields, sort_keys=True).encode("utf-8")
         return hashlib.sha256(payload).hexdigest()[:12]
 
 

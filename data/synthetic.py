@@ -69,6 +69,11 @@ class SyntheticConfig:
     """Largest object side, as a fraction of the cell side."""
     num_choices: int = 4
     """Options per question (colours)."""
+    distinct_colors: bool = False
+    """Give the objects of one image different colours (needs at most 8 objects per image)."""
+    choices_from_image: bool = False
+    """Draw the wrong options from the colours of the image's other objects first (then at
+    random): the overview shows every option's colour, so only the asked shape tells them apart."""
     seed: int = 0
     """Seed; the same config always gives the same bytes."""
 
@@ -82,6 +87,15 @@ class SyntheticConfig:
             raise ValueError(f"num_choices must be in 2..{len(COLORS)}")
         if self.num_questions < 0:
             raise ValueError("num_questions must be >= 0")
+        if self.distinct_colors and _num_objects(self.grid) > len(COLORS):
+            raise ValueError(
+                f"distinct_colors needs at most {len(COLORS)} objects, but grid {self.grid} "
+                f"holds {_num_objects(self.grid)}: use grid <= 2 or distinct_colors=False"
+            )
+
+
+def _num_objects(grid: int) -> int:
+    return min(grid * grid, len(SHAPES))
 
 
 def _draw_shape(
@@ -131,7 +145,7 @@ def make_example(config: SyntheticConfig, index: int, split: str = "train") -> d
     image = Image.new("RGB", (size, size), (shade, shade, shade))
     draw = ImageDraw.Draw(image)
     boxes = cell_boxes(size, size, n)
-    num_objects = min(n * n, len(SHAPES))
+    num_objects = _num_objects(n)
     cells = sorted(rng.sample(range(n * n), num_objects))
     shapes = rng.sample(SHAPES, num_objects)
     objects = []
@@ -141,12 +155,20 @@ def make_example(config: SyntheticConfig, index: int, split: str = "train") -> d
         obj = max(4, round(side * rng.uniform(config.min_object, config.max_object)))
         x = left + rng.randint(1, max(1, right - left - obj - 1))
         y = top + rng.randint(1, max(1, bottom - top - obj - 1))
-        color = rng.choice(sorted(COLORS))
+        used = {c for *_, c, _ in objects} if config.distinct_colors else set()
+        color = rng.choice([c for c in sorted(COLORS) if c not in used])
         obj_box = (x, y, x + obj, y + obj)
         _draw_shape(draw, shape, obj_box, COLORS[color])
         objects.append((cell, shape, color, obj_box))
     cell, shape, color, obj_box = rng.choice(objects)
-    wrong = rng.sample([c for c in sorted(COLORS) if c != color], config.num_choices - 1)
+    k = config.num_choices - 1
+    if config.choices_from_image:
+        shown = sorted({c for *_, c, _ in objects} - {color})
+        wrong = rng.sample(shown, min(k, len(shown)))
+        rest = [c for c in sorted(COLORS) if c != color and c not in shown]
+        wrong += rng.sample(rest, k - len(wrong))
+    else:
+        wrong = rng.sample([c for c in sorted(COLORS) if c != color], k)
     choices = [color, *wrong]
     rng.shuffle(choices)
     buffer = io.BytesIO()

@@ -141,7 +141,8 @@ def evaluate_with_vlm(config: VLMEvalConfig, vlm: HFEvaluator | None = None) -> 
     for start in range(0, len(records), config.batch_size):
         batch = records[start : start + config.batch_size]
         prepared = [
-            prepare_item(r, config.grid, config.template, DEFAULT_MAX_PIXELS) for r in batch
+            prepare_item(r, config.grid, config.template, DEFAULT_MAX_PIXELS, vlm.config.alpha)
+            for r in batch
         ]
         items = [p for p in prepared if isinstance(p, LabelItem)]
         skipped.update(p.reason for p in prepared if not isinstance(p, LabelItem))

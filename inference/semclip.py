@@ -93,11 +93,13 @@ class SemClip:
         max_rows: int = 32,
         revision: str | None = None,
         trust_remote_code: bool = False,
+        **vlm_options,
     ) -> SemClip:
         """Load the VLM (any family labeling supports) and the scorer: an exported semclip
         scorer or a stock CLIP/SigLIP (folder or hub id), ``vlm-psi``, ``random[:SEED]``, or
         ``None`` for the plain VLM. ``grid`` defaults to the one the scorer was trained for,
-        else 2."""
+        else 2. ``vlm_options`` go to :class:`HFEvaluatorConfig` (``system_prompt``,
+        ``image_backend``, ``alpha``, ...): keep them as the labels were made."""
         config = HFEvaluatorConfig(
             model=vlm,
             revision=revision,
@@ -108,6 +110,7 @@ class SemClip:
             max_rows=max_rows,
             prompt_format=prompt_format,
             trust_remote_code=trust_remote_code,
+            **vlm_options,
         )
         evaluator = HFEvaluator(config, grid=grid or 2)
         cell_scorer = None if scorer is None else load_scorer(scorer, evaluator, device=device)
@@ -125,7 +128,7 @@ class SemClip:
         self, image, question: str, choices: Sequence[str], hint: str | None = None
     ) -> Prepared:
         """Decode and cut one image and render its prompt, as labeling does (``prepare_item``)."""
-        overview = load_image(image, max_pixels=self.max_pixels)
+        overview = load_image(image, max_pixels=self.max_pixels, alpha=self.vlm.config.alpha)
         choices = [str(c) for c in choices]
         return Prepared(
             overview=overview,

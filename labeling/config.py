@@ -25,9 +25,9 @@ import yaml
 
 from semclip.data.grid import MAX_GRID, MIN_GRID, check_grid
 from semclip.data.hub import probe_hub
-from semclip.data.images import DEFAULT_MAX_PIXELS
+from semclip.data.images import DEFAULT_ALPHA, DEFAULT_MAX_PIXELS
 from semclip.data.presets import ColumnMap, parse_columns, resolve_columns
-from semclip.data.prompts import DEFAULT_TEMPLATE
+from semclip.data.prompts import DEFAULT_TEMPLATE, LLAVA15_SYSTEM
 from semclip.data.scienceqa import DEFAULT_DATASET, check_local_source
 
 #: ``semclip.labeling.hf_evaluator.DEFAULT_VLM``, repeated here because importing that module
@@ -92,6 +92,13 @@ class LabelConfig:
     """Generation budget per pair with ``--mode generate``."""
     prompt_format: str = "auto"
     """``auto``, ``llava15`` or ``chat_template``."""
+    system_prompt: str = LLAVA15_SYSTEM
+    """System line of the llava15 format (LLaVA-1.5's own evaluation uses it); "" for none."""
+    image_backend: str = "auto"
+    """VLM image processor backend: auto (torchvision when installed, else PIL), pil or
+    torchvision; the one used is recorded in labelset.json and the resume key."""
+    alpha: str = DEFAULT_ALPHA
+    """Transparent images: drop (PIL convert("RGB"), as LLaVA's loaders) or white (composite)."""
     trust_remote_code: bool = False
     """Run custom model code from the hub (only for repositories you trust)."""
     batch_size: int = 4
@@ -170,6 +177,8 @@ class LabelConfig:
                 mode=self.mode,
                 prompt_format=self.prompt_format,
                 max_rows=self.max_rows,
+                image_backend=self.image_backend,
+                alpha=self.alpha,
             ).validate()  # before any model is loaded
             local = self.model.startswith((".", "/", "~"))
             if local and not Path(self.model).expanduser().is_dir():

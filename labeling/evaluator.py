@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from semclip.data.grid import Cell, crop_grid
-from semclip.data.images import DEFAULT_MAX_PIXELS, ImageError, load_image
+from semclip.data.images import DEFAULT_ALPHA, DEFAULT_MAX_PIXELS, ImageError, load_image
 from semclip.data.labels import UNPARSED, LabelProvenance
 from semclip.data.prompts import (
     DEFAULT_TEMPLATE,
@@ -84,6 +84,7 @@ def prepare_item(
     grid: int,
     template: str = DEFAULT_TEMPLATE,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    alpha: str = DEFAULT_ALPHA,
 ) -> LabelItem | Skip:
     """Decode, check and crop one record; any problem becomes a :class:`Skip` with its reason
     (``no_image``, ``no_choices``, ``too_many_choices``, ``bad_answer``, ``multiple_images``,
@@ -105,7 +106,7 @@ def prepare_item(
     if isinstance(record.image, list):  # several images (video frames): one view per question
         return skip("multiple_images")
     try:
-        image = load_image(record.image, max_pixels=max_pixels)
+        image = load_image(record.image, max_pixels=max_pixels, alpha=alpha)
     except ImageError as err:
         return skip(f"bad_image:{err.reason}" if err.reason != "missing" else "no_image")
     try:

@@ -19,23 +19,24 @@ import functools
 import inspect
 import logging
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from semclip.data.images import pad_to_square, processor_background
-from semclip.data.labels import UNPARSED, LabelProvenance
+from semclip.data.images import ALPHA_MODES, DEFAULT_ALPHA, pad_to_square, processor_background
+from semclip.data.labels import LabelProvenance
 from semclip.data.prompts import (
     DEFAULT_TEMPLATE,
+    LLAVA15_SYSTEM,
     render_input,
     template_hash,
     vlm_prompt_format,
 )
 from semclip.labeling.evaluator import ItemScores, LabelItem
 from semclip.labeling.families import Family, FullRow, family_for, require_packages
+from semclip.labeling.parsing import parse_answer
 from semclip.labeling.sharing import Row, image_inputs, pad_rows, plan_question, rows_of
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,14 @@ class HFEvaluatorConfig:
     prompt_format: str = "auto"
     """``llava15`` (``USER: <image>\\n<image>\\n... ASSISTANT:``), ``chat_template``, or ``auto``
     (``llava15`` for ``model_type == "llava"``, the processor's chat template otherwise)."""
+    system_prompt: str = LLAVA15_SYSTEM
+    """System line of the ``llava15`` format (LLaVA-1.5's vicuna_v1 evaluation); ``""`` for none.
+    Chat templates keep the model's own default."""
+    image_backend: str = "auto"
+    """Image processor backend: ``auto`` (transformers' choice: torchvision when installed, else
+    PIL), ``pil`` or ``torchvision``; the one used is recorded in the provenance."""
+    alpha: str = DEFAULT_ALPHA
+    """Transparency: ``drop`` (PIL ``convert("RGB")``, as LLaVA's loaders) or ``white``."""
     trust_remote_code: bool = False
     """Allow custom model code from the hub (only when you trust the repository)."""
     template: str = field(default=DEFAULT_TEMPLATE, repr=False)
@@ -82,23 +91,39 @@ class HFEvaluatorConfig:
             raise ValueError("--dtype must be auto, bfloat16, float16 or float32")
         if self.max_rows < 1:
             raise ValueError("--max-rows must be >= 1")
+        if self.image_backend not in IMAGE_BACKENDS:
+            raise ValueError(f"--image-backend must be one of {', '.join(IMAGE_BACKENDS)}")
+        if self.alpha not in ALPHA_MODES:
+            raise ValueError(f"--alpha must be one of {', '.join(ALPHA_MODES)}")
+
+
+IMAGE_BACKENDS = ("auto", "pil", "torchvision")
+
+
+def load_processor(config: HFEvaluatorConfig):
+    """The VLM's processor, on the configured image backend (``auto``: transformers' choice)."""
+    from transformers import AutoProcessor
+
+    backend = {} if config.image_backend == "auto" else {"backend": config.image_backend}
+    return AutoProcessor.from_pretrained(
+        config.model,
+        revision=config.revision,
+        trust_remote_code=config.trust_remote_code,
+        **backend,
+    )
+
+
+def image_backend(processor) -> str:
+    """The backend a processor's images go through (``pil``, ``torchvision``, ...)."""
+    image_processor = getattr(processor, "image_processor", None)
+    backend = getattr(image_processor, "backend", None)
+    return str(backend or type(image_processor).__name__)
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return getattr(torch, name)
-
-
-def parse_answer(text: str, letters: Sequence[str]) -> str:
-    """lmms-eval's ScienceQA parsing: the exact letter, or ``X.`` at the start; else unparsed."""
-    text = text.strip()
-    if text in letters:
-        return text
-    match = re.match(r"^([A-Z])\.", text)
-    if match and match.group(1) in letters:
-        return match.group(1)
-    return UNPARSED
 
 
 def _cache_keyword(model: torch.nn.Module) -> str:
@@ -145,6 +170,7 @@ def provenance_for(
     """The label provenance (and so the resume key) of an HF evaluator; needs no weights."""
     fmt = vlm_prompt_format(config.prompt_format, model_type)
     dtype = resolve_dtype(config.dtype, torch.device(device))
+    system = config.system_prompt or None
     return LabelProvenance(
         evaluator=config.model,
         revision=config.revision or "main",
@@ -153,9 +179,11 @@ def provenance_for(
         grid_n=grid,
         template_hash=template_hash(
             config.template,
-            render_input(processor, fmt, "{prompt}", 2),
-            render_input(processor, fmt, "{prompt}", 1),
+            render_input(processor, fmt, "{prompt}", 2, system=system),
+            render_input(processor, fmt, "{prompt}", 1, system=system),
         ),
+        image_backend=image_backend(processor),
+        alpha=config.alpha,
     )
 
 
@@ -163,7 +191,7 @@ class HFEvaluator:
     """Scores items with a Hugging Face VLM; see the module docstring."""
 
     def __init__(self, config: HFEvaluatorConfig, grid: int, model=None, processor=None) -> None:
-        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoConfig, AutoModelForImageTextToText
 
         config.validate()
         self.config = config
@@ -173,7 +201,7 @@ class HFEvaluator:
         if model is None:
             model_type = AutoConfig.from_pretrained(config.model, **load).model_type
             require_packages(family_for(model_type), config.model)
-        self.processor = processor or AutoProcessor.from_pretrained(config.model, **load)
+        self.processor = processor or load_processor(config)
         self.model = model or AutoModelForImageTextToText.from_pretrained(
             config.model, dtype=self.dtype, attn_implementation=config.attn_implementation, **load
         )
@@ -219,7 +247,8 @@ class HFEvaluator:
 
     def render(self, prompt: str, num_images: int) -> str:
         """The full model input text for ``prompt`` with ``num_images`` images before it."""
-        return render_input(self.processor, self.prompt_format, prompt, num_images)
+        system = self.config.system_prompt or None
+        return render_input(self.processor, self.prompt_format, prompt, num_images, system=system)
 
     def letter_ids(self, letters: Sequence[str]) -> list[int]:
         """Token id of each option letter as the model would write it after the prompt.

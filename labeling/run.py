@@ -44,6 +44,7 @@ from semclip.labeling.families import family_for, require_packages
 from semclip.labeling.hf_evaluator import (
     HFEvaluator,
     HFEvaluatorConfig,
+    load_processor,
     provenance_for,
     shares_prefix,
 )
@@ -63,6 +64,9 @@ def hf_config(config: LabelConfig, device: str | None = None) -> HFEvaluatorConf
         max_rows=config.max_rows,
         max_new_tokens=config.max_new_tokens,
         prompt_format=config.prompt_format,
+        system_prompt=config.system_prompt,
+        image_backend=config.image_backend,
+        alpha=config.alpha,
         trust_remote_code=config.trust_remote_code,
         template=config.template,
     )
@@ -158,9 +162,12 @@ class _Prepare:
 
     def __init__(self, config: LabelConfig) -> None:
         self.grid, self.template, self.max_pixels = config.grid, config.template, config.max_pixels
+        self.alpha = config.alpha
 
     def __call__(self, records: list[QARecord]) -> list[LabelItem | Skip]:
-        return [prepare_item(r, self.grid, self.template, self.max_pixels) for r in records]
+        return [
+            prepare_item(r, self.grid, self.template, self.max_pixels, self.alpha) for r in records
+        ]
 
 
 class LabelingModule(pl.LightningModule):
@@ -356,14 +363,14 @@ def _prepare_output(
 def _hf_provenance(config: LabelConfig) -> tuple[LabelProvenance, dict[str, Any]]:
     """The HF evaluator's provenance (resume key) from its config and processor, no weights,
     and the label set's record of its VLM family and whether prefixes are shared."""
-    from transformers import AutoConfig, AutoProcessor
+    from transformers import AutoConfig
 
     load = dict(revision=config.revision, trust_remote_code=config.trust_remote_code)
     model_type = AutoConfig.from_pretrained(config.model, **load).model_type
     family = family_for(model_type)
     require_packages(family, config.model)
-    processor = AutoProcessor.from_pretrained(config.model, **load)
-    device = "cuda" if torch.cuda.is_available() and config.accelerator != "cpu" else "cpu"
     evaluator = hf_config(config)
+    processor = load_processor(evaluator)
+    device = "cuda" if torch.cuda.is_available() and config.accelerator != "cpu" else "cpu"
     provenance = provenance_for(evaluator, config.grid, processor, model_type, device)
     return provenance, {"family": family.name, "prefix_sharing": shares_prefix(evaluator, family)}

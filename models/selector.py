@@ -22,8 +22,7 @@ import torch
 from PIL import Image
 
 from semclip.data.grid import Box, check_grid, crop_grid
-from semclip.data.images import load_image, pad_to_square, processor_background
-from semclip.data.prompts import render_input, vlm_prompt_format
+from semclip.data.images import load_image
 from semclip.data.visualize import INK, RIGHT, WRONG, draw_grid
 from semclip.models.scorer import RelevanceScorer
 
@@ -146,24 +145,6 @@ class Selector:
                 )
             )
         return selections
-
-
-def vlm_inputs(
-    processor,
-    image: Image.Image,
-    selection: Selection,
-    prompt: str,
-    prompt_format: str = "auto",
-    model_type: str = "llava",
-):
-    """Processor inputs for a LLaVA-style VLM: the overview plus the selected crop(s), padded to
-    square, with the prompt rendered exactly as the labeling stage rendered it."""
-    fmt = vlm_prompt_format(prompt_format, model_type)
-    background = processor_background(processor.image_processor)
-    views = [load_image(image), *selection.crops]
-    text = render_input(processor, fmt, prompt, len(views))
-    squared = [pad_to_square(view, background) for view in views]
-    return processor(images=squared, text=text, return_tensors="pt")
 
 
 def selection_picture(

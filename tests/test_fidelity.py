@@ -93,3 +93,34 @@ def test_transparency_is_dropped_by_default_as_convert_rgb_does():
     out = load_image(buffer.getvalue())
     assert out.mode == "RGB"
     assert [out.getpixel((x, 0)) for x in range(2)] == [(200, 100, 50), (10, 20, 30)]
+
+
+def test_labelset_records_the_image_backend_alpha_and_system_line(tiny_llava_dir, tmp_path):
+    """What the VLM saw is in the provenance: a different backend, alpha or system line is a
+    different resume key; the generate path parses as lmms-eval does."""
+    from semclip.labeling.config import LabelConfig
+    from semclip.labeling.run import _hf_provenance
+
+    base = dict(model=tiny_llava_dir, output_dir=str(tmp_path), accelerator="cpu")
+    prov, _ = _hf_provenance(LabelConfig(**base))
+    assert prov.image_backend in ("pil", "torchvision") and prov.alpha == "drop"
+    pil, _ = _hf_provenance(LabelConfig(**base, image_backend="pil"))
+    assert pil.image_backend == "pil"
+    white, _ = _hf_provenance(LabelConfig(**base, image_backend="pil", alpha="white"))
+    bare, _ = _hf_provenance(LabelConfig(**base, image_backend="pil", system_prompt=""))
+    keys = {pil.resume_key, white.resume_key, bare.resume_key}
+    assert len(keys) == 3
+
+
+def test_the_hf_evaluator_renders_the_system_line(tiny_llava_dir):
+    from semclip.data.prompts import LLAVA15_SYSTEM
+    from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig
+    from semclip.labeling.hf_evaluator import parse_answer as used
+    from semclip.labeling.parsing import parse_answer
+
+    with_line = HFEvaluator(HFEvaluatorConfig(model=tiny_llava_dir, device="cpu"), grid=2)
+    assert with_line.render("Q?", 2) == f"{LLAVA15_SYSTEM} USER: <image>\n<image>\nQ? ASSISTANT:"
+    config = HFEvaluatorConfig(model=tiny_llava_dir, device="cpu", system_prompt="")
+    bare = HFEvaluator(config, grid=2, model=with_line.model)
+    assert bare.render("Q?", 1) == "USER: <image>\nQ? ASSISTANT:"
+    assert used is parse_answer

@@ -6,7 +6,7 @@ import torch
 from semclip.data.scienceqa import records_with_images
 from semclip.data.synthetic import SyntheticConfig, build_synthetic
 from semclip.labeling.evaluator import prepare_item
-from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig, parse_answer
+from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig
 
 
 @pytest.fixture(scope="module")
@@ -102,19 +102,3 @@ def test_pad_to_square_before_the_processor(tiny_llava_dir):
     middle_row = pixels[:, 16, :] * std + mean
     assert torch.allclose(top_row, mean.expand_as(top_row), atol=0.02)  # the padding colour
     assert middle_row[0].min() > 0.95  # red survives across the whole width
-
-
-@pytest.mark.parametrize(
-    "text,expected",
-    [
-        ("B", "B"),
-        (" C ", "C"),
-        ("A. frog", "A"),
-        ("E", "unparsed"),
-        ("The answer is B", "unparsed"),
-        ("b", "unparsed"),
-        ("", "unparsed"),
-    ],
-)
-def test_parse_answer_like_lmms_eval(text, expected):
-    assert parse_answer(text, ["A", "B", "C", "D"]) == expected

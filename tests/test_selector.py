@@ -5,7 +5,7 @@ from torch.testing import assert_close
 from semclip.data.grid import cell_boxes
 from semclip.data.images import load_image
 from semclip.data.synthetic import SyntheticConfig, build_synthetic
-from semclip.models.selector import Selector, selection_picture, vlm_inputs
+from semclip.models.selector import Selector, selection_picture
 
 
 @pytest.fixture(scope="module")
@@ -54,21 +54,6 @@ def test_texts_are_encoded_once(selector, pairs, monkeypatch):
     monkeypatch.setattr(selector.scorer, "encode_text", lambda *a: calls.append(1) or real(*a))
     selector.select(images, questions, grid=2)
     assert calls == []
-
-
-def test_vlm_input_matches_the_labeling_prompt(tiny_llava_dir, selector, pairs):
-    from transformers import AutoProcessor
-
-    from semclip.data.prompts import render_prompt
-
-    processor = AutoProcessor.from_pretrained(tiny_llava_dir)
-    images, questions = pairs
-    (sel,) = selector.select(images[:1], questions[:1], k=1, grid=2)
-    prompt = render_prompt(questions[0], ["red", "blue"])
-    inputs = vlm_inputs(processor, images[0], sel, prompt)
-    text = processor.tokenizer.decode(inputs["input_ids"][0], skip_special_tokens=False)
-    assert text.count("<image>") == 2 * 16 and prompt in text
-    assert inputs["pixel_values"].shape[0] == 2
 
 
 def test_picture(selector, pairs, tmp_path):
