@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import sys
 import warnings
 from pathlib import Path
 
@@ -28,6 +27,8 @@ examples:
   semclip-answer --vlm llava-hf/llava-1.5-7b-hf --scorer runs/x/export --grid 3 --k 2 \\
       --image chart.png --question "Which year is highest?" --choices 2019 2020 2021 \\
       --hint "A bar chart of sales."
+
+A mistake is one line; --debug (or SEMCLIP_DEBUG=1) shows its traceback.
 """
 
 
@@ -107,15 +108,16 @@ def describe(answer, choices: list[str], scorer: str | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from semclip.data.errors import take_debug_flag, user_error
+
+    args = build_parser().parse_args(take_debug_flag(argv))
     try:
         check_args(args)
         from semclip.labeling.config import check_model_available
 
         check_model_available(args.vlm)
     except (ValueError, OSError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
+        return user_error(PROG, err)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     from semclip.data.images import ImageError, load_image
@@ -135,12 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         [answer] = semclip.answer([image], [args.question], [args.choices], [args.hint])
     except ImageError as err:
-        print(f"{PROG}: error: --image {args.image}: {err}", file=sys.stderr)
-        return 2
+        return user_error(PROG, ValueError(f"--image {args.image}: {err}"))
     except (ValueError, OSError, ImportError) as err:
-        first = (str(err).splitlines() or [type(err).__name__])[0]
-        print(f"{PROG}: error: {first}", file=sys.stderr)
-        return 2
+        return user_error(PROG, err)
     print(describe(answer, args.choices, args.scorer))
     if answer.indices:
         cells = semclip.prepare(image, args.question, args.choices).cells

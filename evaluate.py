@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import warnings
 from pathlib import Path
 
+from semclip.data.errors import take_debug_flag, user_error
 from semclip.data.hub import looks_local
 
 PROG = "semclip-evaluate"
@@ -47,6 +47,7 @@ examples:
       --split test --scorer trained=runs/x/export --scorer psi=vlm-psi --k 1 2
 
 writes OUT_DIR/results.json, OUT_DIR/table.md and OUT_DIR/accuracy.png, and prints the table.
+A mistake is one line; --debug (or SEMCLIP_DEBUG=1) shows its traceback.
 """
 
 
@@ -220,12 +221,12 @@ def _check_vlm_args(args: argparse.Namespace, scorers: dict[str, str]) -> dict[s
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = take_debug_flag(argv)
     args = build_parser().parse_args(argv)  # before the heavy imports: --help stays fast
     try:
         scorers = check_args(args)
     except ValueError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
+        return user_error(PROG, err)
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for name in ("httpx", "huggingface_hub"):
@@ -233,18 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     try:
         results = _run_vlm(args, scorers) if args.vlm else _run_stored(args, scorers)
-    except (ValueError, ImportError) as err:  # no rows, data changed, a family's missing package
-        first = (str(err).splitlines() or [type(err).__name__])[0]
-        print(f"{PROG}: error: {first}", file=sys.stderr)
-        return 2
-    except OSError as err:  # a model, scorer or dataset that cannot be found or fetched (offline?)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(
-            f"{PROG}: error: {first} (check the --vlm / --scorer / --dataset name; offline, "
-            "it must already be in the Hugging Face cache)",
-            file=sys.stderr,
-        )
-        return 2
+    except (ValueError, ImportError, OSError) as err:  # no rows, a name not found, a package
+        return user_error(PROG, err)
     print(Path(args.out_dir, "table.md").read_text(encoding="utf-8"))
     print(json.dumps(results["accuracy"], indent=2))
     return 0

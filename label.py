@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import warnings
 
 
 def _error(err: BaseException) -> int:
-    """A mistake the user can fix: one line on stderr, exit code 2."""
-    first = (str(err).splitlines() or [type(err).__name__])[0]
-    print(f"semclip-label: error: {first}", file=sys.stderr)
-    return 2
+    """A mistake the user can fix: one line on stderr, exit code 2 (--debug: the traceback)."""
+    from semclip.data.errors import user_error
+
+    return user_error("semclip-label", err)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from semclip.data.errors import take_debug_flag
     from semclip.labeling.config import check_model_available, parse_config
 
+    argv = take_debug_flag(argv)
     try:
         config = parse_config(argv)  # light imports only: --help and flag mistakes answer at once
         if config.evaluator == "hf":

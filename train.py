@@ -27,7 +27,8 @@ EXAMPLES = """examples:
   semclip-train export --ckpt demo_out/train/checkpoints/last.ckpt --out scorer/
   semclip-train push model scorer/ user/semclip-scorer --private
 
-`semclip-train SUBCOMMAND --help` lists a subcommand's options and their defaults."""
+`semclip-train SUBCOMMAND --help` lists a subcommand's options and their defaults.
+A mistake is one line; --debug (or SEMCLIP_DEBUG=1) shows its traceback."""
 
 
 def help_parser() -> argparse.ArgumentParser:
@@ -45,7 +46,12 @@ def help_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    from semclip.data.errors import take_debug_flag  # light: --help stays fast
+
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = take_debug_flag(given)
+    if len(args) != len(given):
+        argv = args  # --debug is ours, not LightningCLI's
     if not args or args[0] in ("-h", "--help"):
         if not args:
             names = ", ".join(SUBCOMMANDS)

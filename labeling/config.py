@@ -50,6 +50,8 @@ examples:
   # another benchmark's local copy through its preset, or any dataset through a mapping
   python label.py --dataset mmbench/ --preset lmms-lab/MMBench --splits dev
   python label.py --dataset my.parquet --columns question=Q,choices=A|B|C,answer=Ans
+
+A mistake is one line; --debug (or SEMCLIP_DEBUG=1) shows its traceback.
 """
 
 

@@ -21,6 +21,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
+from semclip.data.errors import take_debug_flag, user_error
 from semclip.training.data import ScorerDataModule, check_labels_dir
 from semclip.training.export import ExportBest, export_checkpoint
 from semclip.training.module import ScorerModule
@@ -200,7 +201,8 @@ def _push_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = take_debug_flag(argv)
+    argv = args if argv is not None or len(args) != len(sys.argv) - 1 else None
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _quiet()
     try:
@@ -211,6 +213,5 @@ def main(argv: list[str] | None = None) -> int:
         # argv None: LightningCLI reads sys.argv itself (and warns when given both)
         ScorerCLI(ScorerModule, ScorerDataModule, args=argv, parser_kwargs={"prog": PROG})
     except (OSError, ValueError) as err:  # a path, a model, a dataset or a value the user gave
-        print(f"{PROG}: error: {str(err).splitlines()[0]}", file=sys.stderr)
-        return 2
+        return user_error(PROG, err)
     return 0
