@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -67,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", default="semclip-answer.png", help="picture of the pick (default: %(default)s)"
     )
+    vlm = parser.add_argument_group("what the VLM sees (keep them as your labels were made)")
+    vlm.add_argument("--revision", help="VLM hub revision")
+    vlm.add_argument("--prompt-format", default="auto", help="auto, llava15 or chat_template")
+    vlm.add_argument(
+        "--system-prompt",
+        help='system line of the llava15 format ("" for none; default: LLaVA-1.5\'s)',
+    )
+    vlm.add_argument("--image-backend", help="auto, pil or torchvision (default: auto)")
+    vlm.add_argument("--alpha", help="transparency: drop or white (default: drop)")
     return parser
 
 
@@ -81,6 +92,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} {name}: no such folder")
     if args.grid is not None and not 1 <= args.grid <= 8:
         raise ValueError(f"--grid must be in 1..8, got {args.grid}")
+    if args.grid is not None and args.k > args.grid**2:
+        raise ValueError(f"--k {args.k}: a {args.grid}x{args.grid} grid has {args.grid**2} cells")
     if args.k < 0 or (args.k > 0 and args.scorer is None):
         raise ValueError("--k needs --scorer (leave both out, or --k 0, for the plain VLM)")
     if args.mode not in ("logprob", "generate"):
@@ -89,6 +102,20 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--dtype must be auto, bfloat16, float16 or float32, got {args.dtype!r}")
     if len(args.choices) > 26:
         raise ValueError(f"--choices: {len(args.choices)} options, but only 26 letters exist")
+    if args.image_backend not in (None, "auto", "pil", "torchvision"):
+        raise ValueError(
+            f"--image-backend must be auto, pil or torchvision: {args.image_backend!r}"
+        )
+    if args.alpha not in (None, "drop", "white"):
+        raise ValueError(f"--alpha must be drop or white, got {args.alpha!r}")
+    out = Path(args.out).expanduser().resolve().parent
+    while not out.exists():
+        out = out.parent
+    if not os.access(out, os.W_OK):
+        raise ValueError(f"--out {args.out}: cannot write there")
+    from semclip.data.errors import check_device
+
+    check_device(args.device)
 
 
 def describe(answer, choices: list[str], scorer: str | None) -> str:
@@ -124,18 +151,37 @@ def main(argv: list[str] | None = None) -> int:
     from semclip.inference.semclip import SemClip
     from semclip.models.selector import Selection, selection_picture
 
+    options = {
+        name: getattr(args, name)
+        for name in ("system_prompt", "image_backend", "alpha")
+        if getattr(args, name) is not None
+    }
     try:
-        image = load_image(args.image)
+        image = load_image(args.image, alpha=args.alpha or "drop")
         semclip = SemClip.from_pretrained(
             args.vlm,
             scorer=args.scorer,
             grid=args.grid,
-            k=args.k if args.scorer else 0,
+            k=0,
             device=args.device,
             dtype=args.dtype,
             mode=args.mode,
+            prompt_format=args.prompt_format,
+            revision=args.revision,
+            **options,
         )
-        [answer] = semclip.answer([image], [args.question], [args.choices], [args.hint])
+        trained_for = getattr(semclip.scorer, "grid", None)
+        if trained_for and trained_for != semclip.grid:
+            print(
+                f"{PROG}: warning: the scorer was trained on a {trained_for}x{trained_for} grid; "
+                f"scoring a {semclip.grid}x{semclip.grid} one",
+                file=sys.stderr,
+            )
+        if args.k > semclip.grid**2:
+            raise ValueError(f"--k {args.k}: a {semclip.grid}x{semclip.grid} grid has "
+                             f"{semclip.grid**2} cells")  # fmt: skip
+        k = args.k if args.scorer else 0
+        [answer] = semclip.answer([image], [args.question], [args.choices], [args.hint], k=k)
     except ImageError as err:
         return user_error(PROG, ValueError(f"--image {args.image}: {err}"))
     except (ValueError, OSError, ImportError) as err:

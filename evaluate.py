@@ -15,7 +15,7 @@ import logging
 import warnings
 from pathlib import Path
 
-from semclip.data.errors import take_debug_flag, user_error
+from semclip.data.errors import check_device, take_debug_flag, user_error
 from semclip.data.hub import looks_local
 
 PROG = "semclip-evaluate"
@@ -120,7 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     vlm.add_argument("--seed", type=int, default=0, help="seed of the random draws (default: 0)")
     vlm.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
     vlm.add_argument("--mode", default="logprob", help="logprob (default) or generate")
-    vlm.add_argument("--prompt-format", default="auto", help="auto, llava15 or chat_template")
+    vlm.add_argument("--prompt-format", help="auto, llava15 or chat_template (default: auto)")
+    vlm.add_argument("--revision", help="VLM hub revision")
+    vlm.add_argument(
+        "--system-prompt",
+        help='system line of the llava15 format ("" for none; default: LLaVA-1.5\'s)',
+    )
+    vlm.add_argument("--image-backend", help="auto, pil or torchvision (default: auto)")
+    vlm.add_argument("--alpha", help="transparency: drop or white (default: drop)")
     parser.add_argument(
         "--out-dir",
         default="eval",
@@ -196,6 +203,9 @@ def _check_vlm_args(args: argparse.Namespace, scorers: dict[str, str]) -> dict[s
             raise ValueError(f"--labels-dir {args.labels_dir}: no labelset.json there")
         if not args.dataset and not args.preset and not args.columns:
             args.columns = info.columns  # the mapping the labels were made through
+        for name, value in (info.vlm_settings or {}).items():  # show the VLM what labeling did
+            if name != "model" and getattr(args, name, None) is None:
+                setattr(args, name, value)
         args.dataset = args.dataset or info.dataset
         args.grid = args.grid or info.provenance.grid_n
     if not args.dataset:
@@ -210,9 +220,20 @@ def _check_vlm_args(args: argparse.Namespace, scorers: dict[str, str]) -> dict[s
         raise ValueError(f"--mode must be logprob or generate, got {args.mode!r}")
     if args.random_draws < 1:
         raise ValueError(f"--random-draws must be >= 1, got {args.random_draws}")
+    if args.image_backend not in (None, "auto", "pil", "torchvision"):
+        raise ValueError(
+            f"--image-backend must be auto, pil or torchvision, got {args.image_backend!r}"
+        )
+    if args.alpha not in (None, "drop", "white"):
+        raise ValueError(f"--alpha must be drop or white, got {args.alpha!r}")
+    check_device(args.device)
     if looks_local(args.vlm) and not Path(args.vlm).expanduser().is_dir():
         raise ValueError(f"--vlm {args.vlm}: no such folder")
-    if args.preset or args.columns:
+    if isinstance(args.columns, dict):  # recorded in the label set
+        from semclip.data.presets import resolve_columns
+
+        args.columns = resolve_columns(args.columns)
+    elif args.preset or args.columns:
         from semclip.data.presets import parse_columns, resolve_columns
 
         columns = resolve_columns(args.preset, args.dataset)
@@ -277,7 +298,12 @@ def _run_vlm(args: argparse.Namespace, scorers: dict[str, str]) -> dict:
         device=args.device,
         dtype=args.dtype,
         mode=args.mode,
-        prompt_format=args.prompt_format,
+        prompt_format=args.prompt_format or "auto",
+        vlm_options={
+            name: getattr(args, name)
+            for name in ("revision", "system_prompt", "image_backend", "alpha")
+            if getattr(args, name) is not None
+        },
         out_dir=args.out_dir,
     )
     return evaluate_with_vlm(config)

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
             check_model_available(config.model, config.revision)  # before minutes of retries
     except (ValueError, OSError) as err:
         return _error(err)
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.utilities import rank_zero_only
 
     from semclip.data.labels import LabelSetMismatchError
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         return _error(err)
     except (DatasetError, LabelSetMismatchError) as err:  # a split, column or output folder
         return _error(err)
+    except MisconfigurationException as err:  # --accelerator / --devices this machine lacks
+        return _error(ValueError(f"--accelerator/--devices/--strategy: {err}"))
     if rank_zero_only.rank == 0:  # under DDP every rank returns here: one summary
         print(json.dumps(summary, indent=2))
     return 0

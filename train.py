@@ -46,12 +46,8 @@ def help_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from semclip.data.errors import take_debug_flag  # light: --help stays fast
-
     given = list(sys.argv[1:] if argv is None else argv)
-    args = take_debug_flag(given)
-    if len(args) != len(given):
-        argv = args  # --debug is ours, not LightningCLI's
+    args = [a for a in given if a != "--debug"]  # training/cli.py takes --debug itself
     if not args or args[0] in ("-h", "--help"):
         if not args:
             names = ", ".join(SUBCOMMANDS)

@@ -18,17 +18,21 @@ DEBUG_ENV = "SEMCLIP_DEBUG"
 USER_ERRORS = (ValueError, OSError, ImportError)
 
 
+_flag = False  # --debug on the command line of the entry point now running
+
+
 def take_debug_flag(argv: Sequence[str] | None) -> list[str]:
-    """``argv`` (default: ``sys.argv[1:]``) without ``--debug``; the flag turns debugging on."""
+    """``argv`` (default: ``sys.argv[1:]``) without ``--debug``; the flag turns debugging on for
+    this command (each entry point calls this first, so one call does not leak into the next)."""
+    global _flag
     args = list(sys.argv[1:] if argv is None else argv)
-    if "--debug" in args:
-        os.environ[DEBUG_ENV] = "1"
-        args = [a for a in args if a != "--debug"]
-    return args
+    _flag = "--debug" in args
+    return [a for a in args if a != "--debug"]
 
 
 def debugging() -> bool:
-    return os.environ.get(DEBUG_ENV, "").strip() not in ("", "0", "false", "no")
+    """``--debug`` was given, or ``SEMCLIP_DEBUG`` is set to something other than 0/false/no."""
+    return _flag or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0", "false", "no")
 
 
 def user_error(prog: str, err: BaseException, hint: str = "") -> int:
@@ -39,3 +43,24 @@ def user_error(prog: str, err: BaseException, hint: str = "") -> int:
     first = (str(err).strip().splitlines() or [type(err).__name__])[0]
     print(f"{prog}: error: {first}{hint}", file=sys.stderr)
     return 2
+
+
+def check_device(device: str | None, flag: str = "--device") -> None:
+    """A ``ValueError`` naming ``flag`` for a device this machine does not have (before any model
+    is loaded; torch's own error is an assertion deep inside the load)."""
+    if not device or device in ("cpu", "auto"):
+        return
+    import torch
+
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{flag} {device}: this machine has no CUDA device (use cpu)")
+        if index and (not index.isdigit() or int(index) >= count):
+            raise ValueError(f"{flag} {device}: this machine has CUDA devices 0..{count - 1}")
+    elif kind == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"{flag} {device}: MPS is not available here (use cpu)")
+    else:
+        raise ValueError(f"{flag} {device}: not a device (cpu, cuda, cuda:1, mps)")

@@ -104,6 +104,9 @@ class LabelSetInfo:
     columns: dict[str, Any] | None = None
     """The column mapping the source was read through (``ColumnMap.to_dict()``); ``None`` in label
     sets made before mappings existed (read as the source's preset or the ScienceQA columns)."""
+    vlm_settings: dict[str, Any] | None = None
+    """How the VLM evaluator was set up (model, revision, prompt format, system line, image
+    backend, transparency rule, ...): what evaluation with the VLM in the loop reuses."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

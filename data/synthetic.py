@@ -7,6 +7,12 @@ that ignores the question is at chance). Objects are small relative to the image
 often legible in the cell crop but not in the downscaled overview: that is what the simulated
 evaluator of the labeling stage models.
 
+Options (all off by default, which draws today's set byte for byte) make the overview honestly
+insufficient for a real VLM: ``palette`` restricts the colours, ``distinct_colors`` gives the
+objects of an image different ones, ``choices_from_image`` takes the wrong options from the other
+objects' colours (the overview shows all of them) and ``sort_choices`` lists the options
+alphabetically instead of shuffled.
+
 Extra columns record the ground truth: ``relevant_cells`` (row-major indices), ``grid_n``,
 ``target_shape``, ``target_color`` and ``target_box`` (the object's box in pixels).
 """
@@ -69,11 +75,16 @@ class SyntheticConfig:
     """Largest object side, as a fraction of the cell side."""
     num_choices: int = 4
     """Options per question (colours)."""
+    palette: tuple[str, ...] | None = None
+    """Colours the objects and options are drawn from (names of ``COLORS``; ``None``: all)."""
     distinct_colors: bool = False
-    """Give the objects of one image different colours (needs at most 8 objects per image)."""
+    """Give the objects of one image different colours (needs a palette as large as the
+    number of objects)."""
     choices_from_image: bool = False
     """Draw the wrong options from the colours of the image's other objects first (then at
     random): the overview shows every option's colour, so only the asked shape tells them apart."""
+    sort_choices: bool = False
+    """List the options alphabetically instead of in random order."""
     seed: int = 0
     """Seed; the same config always gives the same bytes."""
 
@@ -83,15 +94,23 @@ class SyntheticConfig:
             raise ValueError(f"image_size must be at least 8 * grid = {8 * self.grid}")
         if not 0 < self.min_object <= self.max_object <= 0.9:
             raise ValueError("need 0 < min_object <= max_object <= 0.9")
-        if not 2 <= self.num_choices <= len(COLORS):
-            raise ValueError(f"num_choices must be in 2..{len(COLORS)}")
+        unknown = sorted(set(self.palette or ()) - set(COLORS))
+        if unknown or (self.palette is not None and len(set(self.palette)) < 2):
+            raise ValueError(f"palette needs 2 or more distinct names of {sorted(COLORS)}")
+        colors = self.colors()
+        if not 2 <= self.num_choices <= len(colors):
+            raise ValueError(f"num_choices must be in 2..{len(colors)} (the palette's size)")
         if self.num_questions < 0:
             raise ValueError("num_questions must be >= 0")
-        if self.distinct_colors and _num_objects(self.grid) > len(COLORS):
+        if self.distinct_colors and _num_objects(self.grid) > len(colors):
             raise ValueError(
-                f"distinct_colors needs at most {len(COLORS)} objects, but grid {self.grid} "
-                f"holds {_num_objects(self.grid)}: use grid <= 2 or distinct_colors=False"
+                f"distinct_colors needs at most {len(colors)} objects (the palette's size), "
+                f"but grid {self.grid} holds {_num_objects(self.grid)}"
             )
+
+    def colors(self) -> list[str]:
+        """The palette, sorted (all of ``COLORS`` unless ``palette`` is set)."""
+        return sorted(set(self.palette or COLORS))
 
 
 def _num_objects(grid: int) -> int:
@@ -145,6 +164,7 @@ def make_example(config: SyntheticConfig, index: int, split: str = "train") -> d
     image = Image.new("RGB", (size, size), (shade, shade, shade))
     draw = ImageDraw.Draw(image)
     boxes = cell_boxes(size, size, n)
+    palette = config.colors()
     num_objects = _num_objects(n)
     cells = sorted(rng.sample(range(n * n), num_objects))
     shapes = rng.sample(SHAPES, num_objects)
@@ -156,7 +176,7 @@ def make_example(config: SyntheticConfig, index: int, split: str = "train") -> d
         x = left + rng.randint(1, max(1, right - left - obj - 1))
         y = top + rng.randint(1, max(1, bottom - top - obj - 1))
         used = {c for *_, c, _ in objects} if config.distinct_colors else set()
-        color = rng.choice([c for c in sorted(COLORS) if c not in used])
+        color = rng.choice([c for c in palette if c not in used])
         obj_box = (x, y, x + obj, y + obj)
         _draw_shape(draw, shape, obj_box, COLORS[color])
         objects.append((cell, shape, color, obj_box))
@@ -165,12 +185,15 @@ def make_example(config: SyntheticConfig, index: int, split: str = "train") -> d
     if config.choices_from_image:
         shown = sorted({c for *_, c, _ in objects} - {color})
         wrong = rng.sample(shown, min(k, len(shown)))
-        rest = [c for c in sorted(COLORS) if c != color and c not in shown]
+        rest = [c for c in palette if c != color and c not in shown]
         wrong += rng.sample(rest, k - len(wrong))
     else:
-        wrong = rng.sample([c for c in sorted(COLORS) if c != color], k)
+        wrong = rng.sample([c for c in palette if c != color], k)
     choices = [color, *wrong]
-    rng.shuffle(choices)
+    if config.sort_choices:
+        choices.sort()
+    else:
+        rng.shuffle(choices)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return {

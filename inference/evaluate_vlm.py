@@ -34,11 +34,11 @@ import torch
 from semclip.data.images import DEFAULT_MAX_PIXELS
 from semclip.data.presets import ColumnMap
 from semclip.data.prompts import DEFAULT_TEMPLATE
-from semclip.data.scienceqa import load_qa_dataset, source_records
+from semclip.data.scienceqa import dataset_identity, load_qa_dataset, source_records
 from semclip.inference.scorers import CellScorer, Query, load_scorer
 from semclip.inference.semclip import Prepared, SemClip
 from semclip.labeling.evaluator import LabelItem, label_row, prepare_item
-from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig
+from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig, vlm_settings
 from semclip.training.evaluate import bar_chart, baseline_rows
 from semclip.training.metrics import RankingMetrics
 
@@ -82,6 +82,10 @@ class VLMEvalConfig:
     """``logprob`` (one forward, letter log-probs) or ``generate`` (greedy, parsed)."""
     prompt_format: str = "auto"
     """``auto``, ``llava15`` or ``chat_template``."""
+    vlm_options: dict[str, Any] = field(default_factory=dict)
+    """More :class:`HFEvaluatorConfig` fields (``revision``, ``system_prompt``,
+    ``image_backend``, ``alpha``): keep them as the labels were made (``labelset.json``'s
+    ``vlm_settings``)."""
     max_rows: int = 32
     """Most rows in one VLM forward (halved on CUDA out-of-memory)."""
     template: str = DEFAULT_TEMPLATE
@@ -115,6 +119,8 @@ def evaluate_with_vlm(config: VLMEvalConfig, vlm: HFEvaluator | None = None) -> 
     """Every row of the module docstring on ``config.split``; writes results.json, table.md and
     accuracy.png to ``config.out_dir`` and returns the results."""
     config.validate()
+    ds = load_qa_dataset(config.dataset, config.split, columns=config.columns)  # before the VLM
+    records = source_records(ds, config.split, limit=config.limit)  # every row: skips counted
     if vlm is None:
         vlm = HFEvaluator(
             HFEvaluatorConfig(
@@ -125,14 +131,13 @@ def evaluate_with_vlm(config: VLMEvalConfig, vlm: HFEvaluator | None = None) -> 
                 max_rows=config.max_rows,
                 prompt_format=config.prompt_format,
                 template=config.template,
+                **config.vlm_options,
             ),
             grid=config.grid,
         )
     scorers: dict[str, CellScorer] = {
         name: load_scorer(spec, vlm, device=config.device) for name, spec in config.scorers.items()
     }
-    ds = load_qa_dataset(config.dataset, config.split, columns=config.columns)
-    records = source_records(ds, config.split, limit=config.limit)  # every row: skips counted
     cells = config.grid**2
     semclip = SemClip(vlm, grid=config.grid, k=0, template=config.template)
     tally, skipped = _Tally(), Counter()
@@ -216,16 +221,17 @@ def _write(config, vlm, tally, labelled, all_scores, skipped) -> dict[str, Any]:
     labels = torch.tensor([r["cell_correct"] for r in labelled])
     rankable = labels.any(dim=1) & ~labels.all(dim=1)
     ranking = {}
-    for name, chunks in all_scores.items():
+    for name, chunks in all_scores.items() if rankable.any() else ():  # none: left blank
         metric = RankingMetrics()
         metric.update(torch.cat(chunks)[rankable], labels[rankable])
         ranking[name] = {k: float(v) for k, v in metric.compute().items()}
     results = {
         "split": config.split,
-        "dataset": config.dataset,
+        "dataset": dataset_identity(config.dataset),
         "vlm": config.vlm,
         "mode": vlm.config.mode,
         "family": vlm.family.name,
+        "vlm_settings": vlm_settings(vlm.config),
         "grid_n": config.grid,
         "questions": len(labelled),
         "left_out": dict(skipped),

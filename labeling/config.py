@@ -196,7 +196,11 @@ def evaluator_class(spec: str) -> type:
             f"--evaluator must be 'hf', 'simulated' or package.module:Class, got {spec!r}"
         )
     import importlib
+    import os
+    import sys
 
+    if os.getcwd() not in sys.path:  # a module beside the user, as `python -m` would find it
+        sys.path.append(os.getcwd())
     try:
         found = importlib.import_module(module_name)
         for part in name.split("."):

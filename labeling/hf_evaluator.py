@@ -113,6 +113,15 @@ def load_processor(config: HFEvaluatorConfig):
     )
 
 
+VLM_SETTINGS = ("model", "revision", "prompt_format", "system_prompt", "image_backend", "alpha")
+
+
+def vlm_settings(config: HFEvaluatorConfig) -> dict[str, Any]:
+    """The settings that decide what the VLM sees (``labelset.json`` keeps them so that inference
+    and evaluation with the VLM in the loop can show it the same inputs)."""
+    return {name: getattr(config, name) for name in VLM_SETTINGS}
+
+
 def image_backend(processor) -> str:
     """The backend a processor's images go through (``pil``, ``torchvision``, ...)."""
     image_processor = getattr(processor, "image_processor", None)

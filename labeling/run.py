@@ -47,6 +47,7 @@ from semclip.labeling.hf_evaluator import (
     load_processor,
     provenance_for,
     shares_prefix,
+    vlm_settings,
 )
 from semclip.labeling.simulated import SimulatedConfig, SimulatedEvaluator
 
@@ -281,7 +282,11 @@ def run_labeling(config: LabelConfig, evaluator: Evaluator | None = None) -> dic
     if evaluator is not None:
         provenance = evaluator.provenance
         if isinstance(evaluator, HFEvaluator):
-            sharing = {"family": evaluator.family.name, "prefix_sharing": evaluator.prefix_sharing}
+            sharing = {
+                "family": evaluator.family.name,
+                "prefix_sharing": evaluator.prefix_sharing,
+                "vlm_settings": vlm_settings(evaluator.config),
+            }
     else:
         provenance, sharing = _hf_provenance(config)
     key = provenance.resume_key
@@ -373,4 +378,8 @@ def _hf_provenance(config: LabelConfig) -> tuple[LabelProvenance, dict[str, Any]
     processor = load_processor(evaluator)
     device = "cuda" if torch.cuda.is_available() and config.accelerator != "cpu" else "cpu"
     provenance = provenance_for(evaluator, config.grid, processor, model_type, device)
-    return provenance, {"family": family.name, "prefix_sharing": shares_prefix(evaluator, family)}
+    return provenance, {
+        "family": family.name,
+        "prefix_sharing": shares_prefix(evaluator, family),
+        "vlm_settings": vlm_settings(evaluator),
+    }

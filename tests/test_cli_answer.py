@@ -121,3 +121,61 @@ def test_evaluate_with_the_vlm_on_a_preset_copy(tiny_llava_dir, synthetic_dir, t
     printed = capsys.readouterr().out
     assert "3 questions of split `test`" in printed and "| rnd (k=1) |" in printed
     assert "adversarial (%)" in printed  # per category
+
+
+def test_evaluate_with_the_vlm_shows_it_what_labeling_showed(
+    tiny_llava_dir, synthetic_dir, tmp_path, capsys
+):
+    """--labels-dir gives the VLM-in-the-loop run the label set's VLM settings."""
+    import json
+
+    from semclip.labeling.config import LabelConfig
+    from semclip.labeling.run import run_labeling
+
+    labels = tmp_path / "labels"
+    config = LabelConfig(
+        dataset=synthetic_dir, splits=["test"], model=tiny_llava_dir, limit=2, system_prompt="",
+        image_backend="pil", alpha="white", output_dir=str(labels), accelerator="cpu",
+        progress=False,
+    )  # fmt: skip
+    run_labeling(config)
+    out = tmp_path / "eval"
+    argv = ["--vlm", tiny_llava_dir, "--labels-dir", str(labels), "--split", "test", "--k", "1",
+            "--limit", "2", "--device", "cpu", "--out-dir", str(out)]  # fmt: skip
+    assert evaluate_main(argv) == 0
+    capsys.readouterr()
+    settings = json.loads((out / "results.json").read_text())["vlm_settings"]
+    assert settings["system_prompt"] == "" and settings["image_backend"] == "pil"
+    assert settings["alpha"] == "white"
+    # a flag still wins over the label set
+    assert evaluate_main([*argv, "--alpha", "drop"]) == 0
+    capsys.readouterr()
+    assert json.loads((out / "results.json").read_text())["vlm_settings"]["alpha"] == "drop"
+
+
+def test_answer_mistakes_before_any_model_loads(tiny_llava_dir, example, tmp_path, capsys):
+    base = ["--vlm", tiny_llava_dir, "--image", example["image"], "--question", "q",
+            "--choices", "a", "b", "--scorer", "random"]  # fmt: skip
+    assert "no CUDA device" in _error(capsys, answer_main, [*base, "--device", "cuda"]) or (
+        __import__("torch").cuda.is_available()
+    )
+    assert "grid has 4 cells" in _error(capsys, answer_main, [*base, "--grid", "2", "--k", "5"])
+    (tmp_path / "ro").mkdir(mode=0o500)
+    if not __import__("os").access(tmp_path / "ro", __import__("os").W_OK):  # not as root
+        err = _error(capsys, answer_main, [*base, "--out", str(tmp_path / "ro" / "x.png")])
+        assert "cannot write there" in err
+    assert "--alpha" in _error(capsys, answer_main, [*base, "--alpha", "black"])
+
+
+def test_stored_evaluation_of_another_copy_is_one_line(small_labels, tmp_path, capsys,
+                                                       tiny_clip_dir):  # fmt: skip
+    from semclip.data.synthetic import SyntheticConfig, save_synthetic
+
+    other = tmp_path / "short"
+    save_synthetic(str(other), SyntheticConfig(grid=2, image_size=96), {"test": 2})
+    argv = ["--labels-dir", small_labels, "--split", "test", "--scorer", f"zs={tiny_clip_dir}",
+            "--dataset", str(other), "--device", "cpu",
+            "--out-dir", str(tmp_path / "e")]  # fmt: skip
+    capsys.readouterr()
+    err = _error(capsys, evaluate_main, argv)
+    assert "another copy" in err

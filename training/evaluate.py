@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 
 from semclip.data.images import ImageError, load_image
 from semclip.data.labels import read_info, read_labels
-from semclip.data.scienceqa import labelled_source_args, load_qa_dataset
+from semclip.data.scienceqa import labelled_source_args, load_qa_dataset, question_id
 from semclip.data.visualize import font as ui_font
 from semclip.models.scorer import scorer_text
 from semclip.models.selector import Selector
@@ -113,9 +113,22 @@ def score_split(
     out = []
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
+        for r in batch:
+            if r["row"] >= len(source):
+                raise ValueError(
+                    f"label {r['qid']} is row {r['row']} of split {r['split']}, but the source "
+                    f"dataset's split has {len(source)} rows: were the labels made from another "
+                    "copy of the dataset? (--dataset)"
+                )
         examples = [source[r["row"]] for r in batch]
         images, texts = [], []
         for row, example in zip(batch, examples):
+            qid = question_id(row["split"], row["row"], example["question"], example["choices"])
+            if qid != row["qid"]:
+                raise ValueError(
+                    f"label {row['qid']} does not match row {row['row']} of the source dataset: "
+                    "were the labels made from another copy or revision of it? (--dataset)"
+                )
             try:
                 images.append(load_image(example["image"]))
             except ImageError as err:  # labelled once, unreadable now: the data changed under us
@@ -172,9 +185,10 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
             selector = Selector.from_pretrained(path, device=config.device)
             scores = score_split(selector, rows, source, config.batch_size)
             accuracy.update(scorer_rows(name, scores, rows, config.ks))
-            metric = RankingMetrics()
-            metric.update(scores[rankable], labels[rankable])
-            ranking[name] = {k: float(v) for k, v in metric.compute().items()}
+            if rankable.any():  # no question with a right and a wrong cell: left blank
+                metric = RankingMetrics()
+                metric.update(scores[rankable], labels[rankable])
+                ranking[name] = {k: float(v) for k, v in metric.compute().items()}
     subjects = sorted({r["subject"] or "-" for r in rows})
     per_subject: dict[str, dict[str, float]] = defaultdict(dict)
     for method, values in accuracy.items():
