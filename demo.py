@@ -1,18 +1,25 @@
-"""The built-in demo: the whole semclip pipeline on synthetic data and tiny models, on a CPU.
+"""The built-in demo: the whole paper on a CPU, every number from the real code paths.
 
     python demo.py --out demo_out        (or: semclip-demo --out demo_out)
 
-1. data:     a seeded synthetic set (coloured shapes on a grid; "What color is the star?")
-2. labels:   the simulated evaluator (default), or the real VLM code path on a tiny random LLaVA
-3. training: a tiny CLIP trained from scratch with the margin ranking loss (configs/train_demo.yaml)
-4. results:  overview / random / majority / oracle / zero-shot / trained, as the paper's Table 2,
-             a bar chart, and pictures of what the trained selector picks
+1. data:     a seeded synthetic set (coloured shapes on a grid; "What color is the star?"), drawn
+             so that the overview at the VLM's 32 px input is not enough and the right crop is
+2. VLM:      a tiny LLaVA trained on CPU to answer it as LLaVA-1.5 is used (built once, reused)
+3. labels:   that VLM's own right/wrong answers per cell, through the HF evaluator
+4. training: a tiny CLIP scorer trained from scratch on those labels (margin ranking loss)
+5. results:  the VLM in the loop: plain VLM vs SemClip (k = 1) vs random crop vs oracle, the
+             paper's Table 2 in miniature, pictures of the picks, and semclip-answer on one image
+
+``--evaluator simulated`` labels with the simulated evaluator (no VLM) and evaluates from the
+stored labels; ``--evaluator tiny-llava`` runs the labeling path on a random tiny LLaVA (noise).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -35,9 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic set")
     parser.add_argument(
         "--evaluator",
-        choices=["simulated", "tiny-llava"],
-        default="simulated",
-        help="who labels: the simulated evaluator, or the real HF code path on a tiny random "
+        choices=["tiny-vlm", "simulated", "tiny-llava"],
+        default="tiny-vlm",
+        help="who labels: a tiny LLaVA trained to answer the synthetic questions (default; "
+        "evaluated with the VLM in the loop), the simulated evaluator (no VLM), or a tiny random "
         "LLaVA (its labels are noise: it shows the path runs, not that it teaches)",
     )
     parser.add_argument("--tiny-llava-questions", type=int, default=40, help="rows it labels")
@@ -77,12 +85,52 @@ def selections_sheet(selector, test, grid: int, right: int = 4, wrong: int = 4):
     )
 
 
+STAGES = 4
+
+
 def stage(number: int, text: str) -> None:
-    print(f"\n[{number}/4] {text}", flush=True)
+    print(f"\n[{number}/{STAGES}] {text}", flush=True)
+
+
+def build_answering_vlm(out: Path, seed: int) -> Path:
+    """The answering tiny LLaVA for ``seed``: built once, then reused from ``out``."""
+    from semclip.models.tiny_vlms.answering import REPORT, train_answering_llava
+
+    report = out / REPORT
+    if report.exists() and json.loads(report.read_text(encoding="utf-8")).get("seed") == seed:
+        print(f"      reusing {out} (built earlier with seed {seed})")
+    else:
+        train_answering_llava(out, seed=seed)
+    done = json.loads(report.read_text(encoding="utf-8"))
+    acc = done["accuracy"]
+    print(
+        f"      {out}: held-out accuracy with the right cell {acc['right']:.0%}, the overview "
+        f"alone {acc['overview']:.0%}, a wrong cell {acc['wrong']:.0%} "
+        f"(trained in {done['train_seconds']:.0f} s)"
+    )
+    return out
+
+
+def answer_example(out: Path, vlm: Path, scorer: Path, row: dict) -> None:
+    """semclip-answer on one held-out image, as a user would run it."""
+    from semclip.answer import main as answer_main
+
+    image = out / "example.png"
+    load_image(row["image"]).save(image)
+    argv = ["--vlm", str(vlm), "--scorer", str(scorer), "--image", str(image),
+            "--question", row["question"], "--choices", *row["choices"], "--device", "cpu",
+            "--out", str(out / "example_pick.png")]  # fmt: skip
+    shown = " ".join(f'"{a}"' if " " in a else a for a in argv)
+    print(f"      $ semclip-answer {shown}")
+    answer_main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    global STAGES
     args = build_parser().parse_args(argv)
+    if args.evaluator == "tiny-vlm" and args.grid != 2:
+        print("semclip-demo: error: --evaluator tiny-vlm needs --grid 2", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings(
         "ignore", message=".*(LeafSpec|predict returned None|many workers|args parameter).*"
@@ -91,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     from semclip.labeling.run import run_labeling
     from semclip.models.selector import Selector
     from semclip.models.tiny import build_tiny_clip, build_tiny_llava
+    from semclip.models.tiny_vlms.answering import answering_synthetic_config
     from semclip.train import main as train_main
-    from semclip.training.evaluate import EvalConfig, evaluate
 
     for name in ("lightning.pytorch", "lightning.fabric"):  # after Lightning's import sets INFO
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -100,9 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    with_vlm = args.evaluator == "tiny-vlm"
+    STAGES = 5 if with_vlm else 4
+    step = iter(range(1, STAGES + 1))
 
-    stage(1, f"synthetic set: {args.train_questions} train + {args.test_questions} test rows")
-    config = SyntheticConfig(grid=args.grid, image_size=args.image_size, seed=args.seed)
+    stage(next(step), f"synthetic set: {args.train_questions} train + {args.test_questions} test")
+    if with_vlm:  # distinct colours, the options are the image's colours: the shape decides
+        config = answering_synthetic_config(
+            grid=args.grid, image_size=args.image_size, seed=args.seed
+        )
+    else:
+        config = SyntheticConfig(grid=args.grid, image_size=args.image_size, seed=args.seed)
     splits = {"train": args.train_questions, "test": args.test_questions}
     dd = save_synthetic(str(out / "synthetic"), config, splits)
     pictures = []
@@ -123,8 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     clip_dir = build_tiny_clip(out / "tiny-clip")
     print(f"      grids with the relevant cell framed in blue: {out / 'synthetic_grids.png'}")
 
-    stage(2, f"labels from the {args.evaluator} evaluator")
-    labels = out / ("labels" if args.evaluator == "simulated" else "labels-tiny-llava")
+    vlm = None
+    if with_vlm:
+        stage(next(step), "a tiny LLaVA that answers: trained on CPU as LLaVA-1.5 is used")
+        vlm = build_answering_vlm(out / "answering-llava", args.seed)
+
+    stage(next(step), f"labels from the {args.evaluator} evaluator")
+    labels = out / {"simulated": "labels", "tiny-vlm": "labels-vlm"}.get(
+        args.evaluator, "labels-tiny-llava"
+    )
     label_config = LabelConfig(
         dataset=str(out / "synthetic"),
         splits=["train", "test"],
@@ -132,8 +195,12 @@ def main(argv: list[str] | None = None) -> int:
         evaluator="simulated",
         output_dir=str(labels),
         accelerator="cpu",
+        overwrite=True,  # the demo's folder: a rerun (another seed) replaces it
     )
-    if args.evaluator == "tiny-llava":
+    if with_vlm:
+        label_config.evaluator, label_config.model = "hf", str(vlm)
+        label_config.batch_size = 16
+    elif args.evaluator == "tiny-llava":
         label_config.evaluator = "hf"
         label_config.model = str(build_tiny_llava(out / "tiny-llava"))
         label_config.limit = args.tiny_llava_questions
@@ -145,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{s['with_positive_and_negative']:.0%} with a right and a wrong cell"
         )
 
-    stage(3, "training the tiny CLIP scorer (margin ranking loss, best checkpoint by hit rate)")
+    stage(
+        next(step),
+        "training the tiny CLIP scorer (margin ranking loss, best checkpoint by hit rate)",
+    )
     train_dir = out / "train"
     export = train_dir / "export"
     scorers = {}
@@ -162,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             "--trainer.logger.init_args.save_dir", str(train_dir),
             f"--model.model={clip_dir}",
             f"--data.labels_dir={labels}",
+            "--overwrite", "true",
         ]  # fmt: skip
         if args.epochs:
             train_args.append(f"--trainer.max_epochs={args.epochs}")
@@ -169,7 +240,55 @@ def main(argv: list[str] | None = None) -> int:
         print(f"      exported scorer (HF format + model card): {export}")
         scorers = {"zero-shot (untrained CLIP)": str(clip_dir), "trained scorer": str(export)}
 
-    stage(4, "evaluation on the held-out test split (no VLM re-run)")
+    if with_vlm:
+        stage(next(step), "SemClip with the VLM in the loop, on the held-out test split")
+        results = evaluate_in_the_loop(out, vlm, scorers)
+        acc = results["accuracy"]
+        if scorers:
+            print(
+                f"SemClip (trained scorer, k=1) {acc['trained scorer (k=1)']:.1%} vs plain VLM "
+                f"{acc['plain VLM (k=0)']:.1%}, random crop {acc['random (k=1)']:.1%}, oracle "
+                f"{acc['oracle (k=1)']:.1%}"
+            )
+            answer_example(out, vlm, export, dd["test"][0])
+    else:
+        stage(next(step), "evaluation on the held-out test split (no VLM re-run)")
+        results = evaluate_stored(out, labels, scorers)
+    if scorers:
+        selector = Selector.from_pretrained(export, device="cpu")
+        sheet = selections_sheet(selector, dd["test"], args.grid)
+        sheet.save(out / "selections.png")
+        print(
+            f"pictures: {out / 'selections.png'} (red frame: the trained selector's pick, blue: "
+            f"the relevant cell), {out / 'eval' / 'accuracy.png'}"
+        )
+    print(f"done in {time.perf_counter() - start:.0f}s")
+    return 0
+
+
+def evaluate_in_the_loop(out: Path, vlm: Path, scorers: dict[str, str]) -> dict:
+    from semclip.inference.evaluate_vlm import VLMEvalConfig, evaluate_with_vlm
+
+    results = evaluate_with_vlm(
+        VLMEvalConfig(
+            vlm=str(vlm),
+            dataset=str(out / "synthetic"),
+            split="test",
+            scorers=scorers,
+            ks=[1],
+            grid=2,
+            batch_size=16,
+            device="cpu",
+            out_dir=str(out / "eval"),
+        )
+    )
+    print((out / "eval" / "table.md").read_text())
+    return results
+
+
+def evaluate_stored(out: Path, labels: Path, scorers: dict[str, str]) -> dict:
+    from semclip.training.evaluate import EvalConfig, evaluate
+
     results = evaluate(
         EvalConfig(
             labels_dir=str(labels),
@@ -181,24 +300,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print((out / "eval" / "table.md").read_text())
-    if not scorers:
-        print(f"done in {time.perf_counter() - start:.0f}s")
-        return 0
-    selector = Selector.from_pretrained(export, device="cpu")
-    sheet = selections_sheet(selector, dd["test"], args.grid)
-    sheet.save(out / "selections.png")
-    acc = results["accuracy"]
-    print(
-        f"accuracy: trained scorer {acc['trained scorer']:.1%} vs random crop "
-        f"{acc['random crop']:.1%}, zero-shot {acc['zero-shot (untrained CLIP)']:.1%}, "
-        f"oracle {acc['oracle']:.1%}"
-    )
-    print(
-        f"pictures: {out / 'selections.png'} (red frame: the trained selector's pick, blue: the "
-        f"relevant cell), {out / 'eval' / 'accuracy.png'}"
-    )
-    print(f"done in {time.perf_counter() - start:.0f}s")
-    return 0
+    if scorers:
+        acc = results["accuracy"]
+        print(
+            f"accuracy: trained scorer {acc['trained scorer']:.1%} vs random crop "
+            f"{acc['random crop']:.1%}, zero-shot {acc['zero-shot (untrained CLIP)']:.1%}, "
+            f"oracle {acc['oracle']:.1%}"
+        )
+    return results
 
 
 if __name__ == "__main__":

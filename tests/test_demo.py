@@ -1,55 +1,73 @@
-"""The README's first command, end to end: data, labels, training, evaluation, pictures."""
+"""The README's first command, end to end: data, a tiny VLM that answers, its labels, the scorer,
+and SemClip with the VLM in the loop; the simulated and random-LLaVA paths too."""
 
 import json
 
 import pytest
-import torch
 
 from semclip.demo import main
 
 
 @pytest.mark.slow
-def test_demo_learns_and_beats_the_baselines(tmp_path, capsys):
-    """Defaults of the demo (n = 2, chance 0.25): a tiny CLIP from scratch, trained on simulated
-    labels, reaches >= 0.8 top-1 hit rate on held-out questions in about two CPU minutes, and beats
-    random and zero-shot selection."""
+@pytest.mark.parametrize("seed", [0, 1])
+def test_semclip_lifts_the_tiny_vlm_that_labelled_it(seed, tmp_path, capsys):
+    """Every number from the real code paths (the issue's bar, on held-out questions): the tiny
+    LLaVA answers with the right crop (>= 0.9) but not from the overview (<= 0.5); the scorer
+    trained on its own labels makes SemClip (k = 1) beat the plain VLM by >= 0.3 and come within
+    0.1 of the oracle."""
     out = tmp_path / "demo"
-    assert main(["--out", str(out)]) == 0
+    assert main(["--out", str(out), "--seed", str(seed)]) == 0
+    printed = capsys.readouterr().out
+    assert "[5/5]" in printed and "| trained scorer (k=1) |" in printed
+    vlm = json.loads((out / "answering-llava" / "answering.json").read_text())["accuracy"]
+    assert vlm["right"] >= 0.9 and vlm["overview"] <= 0.5, vlm
+    results = json.loads((out / "eval" / "results.json").read_text())
+    acc = results["accuracy"]
+    assert results["questions"] == 300 and results["family"] == "llava"
+    assert acc["trained scorer (k=1)"] - acc["plain VLM (k=0)"] >= 0.3, acc
+    assert acc["oracle (k=1)"] - acc["trained scorer (k=1)"] <= 0.1, acc
+    for picture in (
+        "synthetic_grids.png",
+        "selections.png",
+        "eval/accuracy.png",
+        "example_pick.png",
+    ):
+        assert (out / picture).stat().st_size > 1000, picture
+    assert "$ semclip-answer --vlm" in printed and "picked by" in printed
+    assert (out / "train" / "export" / "README.md").exists()
+    if seed == 0:
+        return
+    # a second run reuses the VLM it built
+    assert main(["--out", str(out), "--seed", str(seed), "--epochs", "1",
+                 "--train-questions", "40", "--test-questions", "20"]) == 0  # fmt: skip
+    assert "reusing" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_demo_simulated_evaluator(tmp_path, capsys):
+    """The simulated evaluator's path (no VLM; evaluation from the stored labels), small."""
+    out = tmp_path / "demo"
+    argv = ["--out", str(out), "--evaluator", "simulated", "--train-questions", "200",
+            "--test-questions", "40", "--epochs", "2"]  # fmt: skip
+    assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "[4/4]" in printed and "| trained scorer |" in printed
-    for picture in ("synthetic_grids.png", "selections.png", "eval/accuracy.png"):
-        assert (out / picture).stat().st_size > 1000, picture
-    (best,) = (out / "train" / "checkpoints").glob("best-*.ckpt")
-    val = torch.load(best, map_location="cpu", weights_only=False)["semclip_val_metrics"]
-    assert val["val/hit_rate"] >= 0.8, val  # held out from training by question id
     results = json.loads((out / "eval" / "results.json").read_text())
-    acc, rank = results["accuracy"], results["ranking"]
-    assert rank["trained scorer"]["hit_rate"] >= 0.8  # the test split: never seen in training
-    assert acc["trained scorer"] > acc["random crop"] + 0.3
-    assert acc["trained scorer"] > acc["zero-shot (untrained CLIP)"] + 0.3
-    assert acc["trained scorer"] >= acc["oracle"] - 0.15
-    assert (out / "train" / "export" / "README.md").exists()
+    assert results["questions"] == 40 and "trained scorer" in results["accuracy"]
 
 
 @pytest.mark.slow
 def test_demo_real_vlm_code_path(tmp_path, capsys):
     out = tmp_path / "demo"
-    argv = [
-        "--out",
-        str(out),
-        "--evaluator",
-        "tiny-llava",
-        "--train-questions",
-        "12",
-        "--test-questions",
-        "8",
-        "--tiny-llava-questions",
-        "6",
-        "--epochs",
-        "1",
-    ]
+    argv = ["--out", str(out), "--evaluator", "tiny-llava", "--train-questions", "12",
+            "--test-questions", "8", "--tiny-llava-questions", "6", "--epochs", "1"]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "labels from the tiny-llava evaluator" in printed
     rows = json.loads((out / "eval" / "results.json").read_text())
     assert rows["questions"] == 6 and rows["evaluator"].endswith("tiny-llava")
+
+
+def test_the_tiny_vlm_demo_needs_grid_2(capsys):
+    assert main(["--grid", "3"]) == 2
+    assert "needs --grid 2" in capsys.readouterr().err
