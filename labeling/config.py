@@ -80,6 +80,9 @@ class LabelConfig:
     evaluator: str = "hf"
     """``hf`` (a Hugging Face VLM), ``simulated`` (the synthetic set's stand-in; no model), or
     ``package.module:Class``: your evaluator, constructed with this LabelConfig."""
+    evaluator_config: str | None = None
+    """Your evaluator's own settings: a YAML/JSON file or an inline mapping (``{judge: gpt,
+    retries: 3}``), passed as keyword arguments: ``Class(config, **settings)``."""
     model: str = DEFAULT_VLM
     """VLM hub id or local folder (``--evaluator hf``)."""
     revision: str | None = None
@@ -149,6 +152,9 @@ class LabelConfig:
     def validate(self) -> None:
         if self.evaluator not in ("hf", "simulated"):
             evaluator_class(self.evaluator)  # a user class: importable, before any work
+            evaluator_settings(self.evaluator_config)
+        elif self.evaluator_config is not None:
+            raise ValueError("--evaluator-config is for your own --evaluator package.module:Class")
         if not 0 <= self.shard_index < self.num_shards:
             raise ValueError(
                 f"--shard-index must be in 0..{self.num_shards - 1} "
@@ -185,6 +191,22 @@ class LabelConfig:
             local = self.model.startswith((".", "/", "~"))
             if local and not Path(self.model).expanduser().is_dir():
                 raise ValueError(f"--model {self.model}: no such folder")
+
+
+def evaluator_settings(value: str | dict | None) -> dict[str, Any]:
+    """``--evaluator-config`` as a dict: a mapping (from YAML), a file, or inline YAML/JSON."""
+    if value is None or isinstance(value, dict):
+        return dict(value or {})
+    path = Path(value).expanduser()
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8") if path.is_file() else value)
+    except yaml.YAMLError:
+        loaded = None
+    if not isinstance(loaded, dict):
+        raise ValueError(
+            f"--evaluator-config {value}: not a file nor a mapping such as '{{judge: gpt}}'"
+        )
+    return loaded
 
 
 def evaluator_class(spec: str) -> type:

@@ -38,7 +38,7 @@ from semclip.data.scienceqa import (
     load_qa_dataset,
     source_records,
 )
-from semclip.labeling.config import LabelConfig, evaluator_class
+from semclip.labeling.config import LabelConfig, evaluator_class, evaluator_settings
 from semclip.labeling.evaluator import Evaluator, LabelItem, Skip, label_row, prepare_item, skip_row
 from semclip.labeling.families import family_for, require_packages
 from semclip.labeling.hf_evaluator import (
@@ -80,7 +80,8 @@ def build_evaluator(config: LabelConfig, device: str | None = None) -> Evaluator
         sim = SimulatedConfig(min_visible=config.min_visible)
         return SimulatedEvaluator(sim, grid=config.grid, template=config.template)
     if config.evaluator != "hf":
-        return evaluator_class(config.evaluator)(config)
+        settings = evaluator_settings(config.evaluator_config)
+        return evaluator_class(config.evaluator)(config, **settings)
     return HFEvaluator(hf_config(config, device), grid=config.grid)
 
 

@@ -57,3 +57,46 @@ def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path):
     with pytest.raises(KeyError, match="a bug"):
         label_main(["--dataset", str(tmp_path / "syn"), "--evaluator", "simulated",
                     "--output-dir", str(tmp_path / "out")])  # fmt: skip
+
+
+JUDGE = """
+from semclip.data.labels import LabelProvenance
+from semclip.data.prompts import template_hash
+from semclip.labeling.evaluator import ItemScores
+
+
+class Always:
+    def __init__(self, config, letter="A"):
+        self.letter = letter
+        self.provenance = LabelProvenance(
+            f"always-{letter}", "v1", "none", "answers", config.grid, template_hash(config.template)
+        )
+
+    def score(self, items):
+        return [ItemScores(cell_answers=[self.letter] * len(it.cells), base_answer=self.letter)
+                for it in items]
+"""
+
+
+def test_your_own_evaluator_beside_you_with_its_own_settings(synthetic_dir, tmp_path, monkeypatch,
+                                                             capsys):  # fmt: skip
+    """`--evaluator module:Class` is found in the current folder (as `python -m` would) and gets
+    `--evaluator-config` (inline or a file) as keyword arguments."""
+    from semclip.data.labels import read_labels
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", list(__import__("sys").path))  # undo the cwd it adds
+    (tmp_path / "semclip_judges_here.py").write_text(JUDGE)
+    base = ["--dataset", synthetic_dir, "--splits", "test", "--limit", "3", "--accelerator", "cpu",
+            "--evaluator", "semclip_judges_here:Always", "--no-progress"]  # fmt: skip
+    assert label_main([*base, "--output-dir", "inline", "--evaluator-config", "{letter: B}"]) == 0
+    assert {p for r in read_labels("inline", "test").to_pylist() for p in r["cell_pred"]} == {"B"}
+    (tmp_path / "judge.yaml").write_text("letter: C\n")
+    assert label_main([*base, "--output-dir", "file", "--evaluator-config", "judge.yaml"]) == 0
+    assert {p for r in read_labels("file", "test").to_pylist() for p in r["cell_pred"]} == {"C"}
+    capsys.readouterr()
+    assert label_main([*base, "--output-dir", "bad", "--evaluator-config", "letter"]) == 2
+    assert "--evaluator-config letter: not a file nor a mapping" in capsys.readouterr().err
+    hf = ["--dataset", synthetic_dir, "--evaluator-config", "{a: 1}"]
+    assert label_main(hf) == 2
+    assert "is for your own --evaluator" in capsys.readouterr().err
