@@ -50,12 +50,28 @@ def test_semclip_lifts_the_tiny_vlm_that_labelled_it(seed, tmp_path, capsys):
         assert (out / picture).stat().st_size > 1000, picture
     assert "$ semclip-answer --vlm" in printed and "picked by" in printed
     assert (out / "train" / "export" / "README.md").exists()
-    if seed == 0:
-        return
-    # a second run reuses the VLM it built
-    assert main(["--out", str(out), "--seed", str(seed), "--epochs", "1",
-                 "--train-questions", "40", "--test-questions", "20"]) == 0  # fmt: skip
-    assert "reusing" in capsys.readouterr().out
+
+
+def test_the_answering_vlm_is_built_once_per_seed(tmp_path, capsys, monkeypatch):
+    """A rerun reuses the VLM built with the same seed and rebuilds for another seed."""
+    import semclip.models.tiny_vlms.answering as answering
+    from semclip.demo import build_answering_vlm
+
+    built = []
+
+    def fake_train(out, seed):
+        built.append(seed)
+        out.mkdir(parents=True, exist_ok=True)
+        report = {"seed": seed, "train_seconds": 1.0,
+                  "accuracy": {"right": 1.0, "overview": 0.25, "wrong": 0.0}}  # fmt: skip
+        (out / answering.REPORT).write_text(json.dumps(report))
+        return out
+
+    monkeypatch.setattr(answering, "train_answering_llava", fake_train)
+    for seed in (0, 0, 1):
+        build_answering_vlm(tmp_path / "vlm", seed)
+    assert built == [0, 1]
+    assert capsys.readouterr().out.count("reusing") == 1
 
 
 @pytest.mark.slow

@@ -71,7 +71,7 @@ def label_set(tmp_path):
 
 
 def test_every_row_exact(label_set, tmp_path, monkeypatch):
-    monkeypatch.setattr(ev, "load_qa_dataset", lambda *a, **k: None)
+    monkeypatch.setattr(ev, "load_qa_dataset", lambda *a, **k: [None] * len(ROWS))  # rows exist
     monkeypatch.setattr(ev.Selector, "from_pretrained", staticmethod(lambda *a, **k: None))
     monkeypatch.setattr(ev, "score_split", lambda *a, **k: SCORES)
     config = ev.EvalConfig(

@@ -102,6 +102,18 @@ def scorer_rows(
     return out
 
 
+def check_rows(rows: Sequence[dict[str, Any]], source) -> None:
+    """A ``ValueError`` when a labelled row is not in ``source`` (another, shorter copy)."""
+    last = max((r["row"] for r in rows), default=-1)
+    if last >= len(source):
+        (r,) = [r for r in rows if r["row"] == last][:1]
+        raise ValueError(
+            f"label {r['qid']} is row {r['row']} of split {r['split']}, but the source "
+            f"dataset's split has {len(source)} rows: were the labels made from another "
+            "copy of the dataset? (--dataset)"
+        )
+
+
 def score_split(
     selector: Selector,
     rows: Sequence[dict[str, Any]],
@@ -110,16 +122,10 @@ def score_split(
 ) -> torch.Tensor:
     """``(Q, n*n)`` scores of every labelled question's cells (cut as the labels recorded)."""
     grid = rows[0]["grid_n"]
+    check_rows(rows, source)
     out = []
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
-        for r in batch:
-            if r["row"] >= len(source):
-                raise ValueError(
-                    f"label {r['qid']} is row {r['row']} of split {r['split']}, but the source "
-                    f"dataset's split has {len(source)} rows: were the labels made from another "
-                    "copy of the dataset? (--dataset)"
-                )
         examples = [source[r["row"]] for r in batch]
         images, texts = [], []
         for row, example in zip(batch, examples):
@@ -180,6 +186,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                 "(the folder or hub id it was labelled from)"
             )
         source = load_qa_dataset(**labelled_source_args(info, config.split, config.dataset))
+        check_rows(rows, source)  # before any scorer loads
         for name, path in config.scorers.items():
             logger.info("scoring %d questions with %s (%s)", len(rows), name, path)
             selector = Selector.from_pretrained(path, device=config.device)
