@@ -14,6 +14,9 @@ import sys
 import warnings
 from pathlib import Path
 
+from semclip.data.errors import OneLineParser
+from semclip.inference.cli import add_vlm_flags, check_vlm_flags, vlm_options
+
 PROG = "semclip-answer"
 
 EXAMPLES = """\
@@ -34,13 +37,8 @@ A mistake is one line; --debug (or SEMCLIP_DEBUG=1) shows its traceback.
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not the usage block
-        self.exit(2, f"{PROG}: error: {message} (see {PROG} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog=PROG,
         description="Answer one multiple-choice question about an image with a VLM and SemClip: "
         "the overview plus the crop(s) a scorer picks.",
@@ -69,15 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", default="semclip-answer.png", help="picture of the pick (default: %(default)s)"
     )
-    vlm = parser.add_argument_group("what the VLM sees (keep them as your labels were made)")
-    vlm.add_argument("--revision", help="VLM hub revision")
-    vlm.add_argument("--prompt-format", default="auto", help="auto, llava15 or chat_template")
-    vlm.add_argument(
-        "--system-prompt",
-        help='system line of the llava15 format ("" for none; default: LLaVA-1.5\'s)',
-    )
-    vlm.add_argument("--image-backend", help="auto, pil or torchvision (default: auto)")
-    vlm.add_argument("--alpha", help="transparency: drop or white (default: drop)")
+    add_vlm_flags(parser.add_argument_group("what the VLM sees (keep them as labels were made)"))
     return parser
 
 
@@ -102,12 +92,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--dtype must be auto, bfloat16, float16 or float32, got {args.dtype!r}")
     if len(args.choices) > 26:
         raise ValueError(f"--choices: {len(args.choices)} options, but only 26 letters exist")
-    if args.image_backend not in (None, "auto", "pil", "torchvision"):
-        raise ValueError(
-            f"--image-backend must be auto, pil or torchvision: {args.image_backend!r}"
-        )
-    if args.alpha not in (None, "drop", "white"):
-        raise ValueError(f"--alpha must be drop or white, got {args.alpha!r}")
+    check_vlm_flags(args)
     out = Path(args.out).expanduser().resolve().parent
     while not out.exists():
         out = out.parent
@@ -151,11 +136,6 @@ def main(argv: list[str] | None = None) -> int:
     from semclip.inference.semclip import SemClip
     from semclip.models.selector import Selection, selection_picture
 
-    options = {
-        name: getattr(args, name)
-        for name in ("system_prompt", "image_backend", "alpha")
-        if getattr(args, name) is not None
-    }
     try:
         image = load_image(args.image, alpha=args.alpha or "drop")
         semclip = SemClip.from_pretrained(
@@ -166,9 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             dtype=args.dtype,
             mode=args.mode,
-            prompt_format=args.prompt_format,
-            revision=args.revision,
-            **options,
+            prompt_format=args.prompt_format or "auto",
+            **vlm_options(args),
         )
         trained_for = getattr(semclip.scorer, "grid", None)
         if trained_for and trained_for != semclip.grid:
@@ -188,10 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         return user_error(PROG, err)
     print(describe(answer, args.choices, args.scorer))
     if answer.indices:
-        cells = semclip.prepare(image, args.question, args.choices).cells
         selection = Selection(
             indices=answer.indices,
-            crops=[cells[i].image for i in answer.indices],
+            crops=[image.crop(box) for box in answer.boxes],
             boxes=answer.boxes,
             scores=answer.scores,
             grid=answer.grid,

@@ -15,8 +15,9 @@ import logging
 import warnings
 from pathlib import Path
 
-from semclip.data.errors import check_device, take_debug_flag, user_error
+from semclip.data.errors import OneLineParser, check_device, take_debug_flag, user_error
 from semclip.data.hub import looks_local
+from semclip.inference.cli import add_vlm_flags, check_vlm_flags, vlm_options
 
 PROG = "semclip-evaluate"
 
@@ -51,13 +52,8 @@ A mistake is one line; --debug (or SEMCLIP_DEBUG=1) shows its traceback.
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not the usage block
-        self.exit(2, f"{PROG}: error: {message} (see {PROG} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog=PROG,
         description="The paper's Table 2 from a labelled split, with no VLM re-run.",
         epilog=EXAMPLES,
@@ -120,14 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     vlm.add_argument("--seed", type=int, default=0, help="seed of the random draws (default: 0)")
     vlm.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
     vlm.add_argument("--mode", default="logprob", help="logprob (default) or generate")
-    vlm.add_argument("--prompt-format", help="auto, llava15 or chat_template (default: auto)")
-    vlm.add_argument("--revision", help="VLM hub revision")
-    vlm.add_argument(
-        "--system-prompt",
-        help='system line of the llava15 format ("" for none; default: LLaVA-1.5\'s)',
-    )
-    vlm.add_argument("--image-backend", help="auto, pil or torchvision (default: auto)")
-    vlm.add_argument("--alpha", help="transparency: drop or white (default: drop)")
+    add_vlm_flags(vlm)
     parser.add_argument(
         "--out-dir",
         default="eval",
@@ -220,12 +209,7 @@ def _check_vlm_args(args: argparse.Namespace, scorers: dict[str, str]) -> dict[s
         raise ValueError(f"--mode must be logprob or generate, got {args.mode!r}")
     if args.random_draws < 1:
         raise ValueError(f"--random-draws must be >= 1, got {args.random_draws}")
-    if args.image_backend not in (None, "auto", "pil", "torchvision"):
-        raise ValueError(
-            f"--image-backend must be auto, pil or torchvision, got {args.image_backend!r}"
-        )
-    if args.alpha not in (None, "drop", "white"):
-        raise ValueError(f"--alpha must be drop or white, got {args.alpha!r}")
+    check_vlm_flags(args)
     check_device(args.device)
     if looks_local(args.vlm) and not Path(args.vlm).expanduser().is_dir():
         raise ValueError(f"--vlm {args.vlm}: no such folder")
@@ -299,11 +283,7 @@ def _run_vlm(args: argparse.Namespace, scorers: dict[str, str]) -> dict:
         dtype=args.dtype,
         mode=args.mode,
         prompt_format=args.prompt_format or "auto",
-        vlm_options={
-            name: getattr(args, name)
-            for name in ("revision", "system_prompt", "image_backend", "alpha")
-            if getattr(args, name) is not None
-        },
+        vlm_options=vlm_options(args),
         out_dir=args.out_dir,
     )
     return evaluate_with_vlm(config)

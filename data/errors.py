@@ -9,16 +9,25 @@ user error too.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 DEBUG_ENV = "SEMCLIP_DEBUG"
 USER_ERRORS = (ValueError, OSError, ImportError)
 
 
 _flag = False  # --debug on the command line of the entry point now running
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line (no usage block), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def take_debug_flag(argv: Sequence[str] | None) -> list[str]:

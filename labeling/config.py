@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from semclip.data.errors import OneLineParser
 from semclip.data.grid import MAX_GRID, MIN_GRID, check_grid
 from semclip.data.hub import probe_hub
 from semclip.data.images import DEFAULT_ALPHA, DEFAULT_MAX_PIXELS
@@ -314,13 +315,6 @@ def _converter(annotation: Any):
     if base is float:
         return float
     return str
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose usage errors are one line (no usage block), exit code 2."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser(

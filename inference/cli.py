@@ -1,0 +1,45 @@
+"""Flags shared by ``semclip-answer`` and ``semclip-evaluate --vlm``: what the VLM is shown.
+
+Light imports only (``--help`` and flag mistakes answer at once). Every flag defaults to ``None``:
+not given, so a label set's recorded setting (``labelset.json``'s ``vlm_settings``) or the VLM
+evaluator's default applies.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+#: Flags that go to ``HFEvaluatorConfig`` as they are (``--prompt-format`` is passed on its own).
+VLM_OPTIONS = ("revision", "system_prompt", "image_backend", "alpha")
+
+
+def add_vlm_flags(group) -> None:
+    """Add the flags: revision, prompt format, system line, image backend, transparency."""
+    group.add_argument("--revision", help="VLM hub revision")
+    group.add_argument("--prompt-format", help="auto, llava15 or chat_template (default: auto)")
+    group.add_argument(
+        "--system-prompt",
+        help='system line of the llava15 format ("" for none; default: LLaVA-1.5\'s)',
+    )
+    group.add_argument("--image-backend", help="auto, pil or torchvision (default: auto)")
+    group.add_argument("--alpha", help="transparency: drop or white (default: drop)")
+
+
+def check_vlm_flags(args: argparse.Namespace) -> None:
+    """A ``ValueError`` naming the flag for a value the VLM evaluator would refuse."""
+    allowed = {
+        "prompt_format": ("auto", "llava15", "chat_template"),
+        "image_backend": ("auto", "pil", "torchvision"),
+        "alpha": ("drop", "white"),
+    }
+    for name, values in allowed.items():
+        value = getattr(args, name)
+        if value is not None and value not in values:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} must be one of {', '.join(values)}, got {value!r}")
+
+
+def vlm_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``VLM_OPTIONS`` flags that were given (or filled from a label set)."""
+    return {name: getattr(args, name) for name in VLM_OPTIONS if getattr(args, name) is not None}
