@@ -14,8 +14,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from semclip.data.errors import OneLineParser
-from semclip.inference.cli import add_vlm_flags, check_vlm_flags, vlm_options
+from semclip.cli.errors import OneLineParser
+from semclip.cli.vlm_flags import add_vlm_flags, check_vlm_flags, vlm_options
 
 PROG = "semclip-answer"
 
@@ -98,7 +98,7 @@ def check_args(args: argparse.Namespace) -> None:
         out = out.parent
     if not os.access(out, os.W_OK):
         raise ValueError(f"--out {args.out}: cannot write there")
-    from semclip.data.errors import check_device
+    from semclip.cli.errors import check_device
 
     check_device(args.device)
 
@@ -120,14 +120,14 @@ def describe(answer, choices: list[str], scorer: str | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from semclip.data.errors import take_debug_flag, user_error
+    from semclip.cli.errors import take_debug_flag, user_error
 
     args = build_parser().parse_args(take_debug_flag(argv))
     try:
         check_args(args)
-        from semclip.labeling.config import check_model_available
+        from semclip.vlm.loading import check_model_available
 
-        check_model_available(args.vlm)
+        check_model_available(args.vlm, flag="--vlm")
     except (ValueError, OSError) as err:
         return user_error(PROG, err)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -146,7 +146,6 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             dtype=args.dtype,
             mode=args.mode,
-            prompt_format=args.prompt_format or "auto",
             **vlm_options(args),
         )
         trained_for = getattr(semclip.scorer, "grid", None)

@@ -94,7 +94,7 @@ def stage(number: int, text: str) -> None:
 
 def build_answering_vlm(out: Path, seed: int) -> Path:
     """The answering tiny LLaVA for ``seed``: built once, then reused from ``out``."""
-    from semclip.models.tiny_vlms.answering import REPORT, train_answering_llava
+    from semclip.demo_vlm import REPORT, train_answering_llava
 
     report = out / REPORT
     if report.exists() and json.loads(report.read_text(encoding="utf-8")).get("seed") == seed:
@@ -135,11 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings(
         "ignore", message=".*(LeafSpec|predict returned None|many workers|args parameter).*"
     )
+    from semclip.demo_vlm import answering_synthetic_config
     from semclip.labeling.config import LabelConfig
     from semclip.labeling.run import run_labeling
     from semclip.models.selector import Selector
     from semclip.models.tiny import build_tiny_clip, build_tiny_llava
-    from semclip.models.tiny_vlms.answering import answering_synthetic_config
     from semclip.train import main as train_main
 
     for name in ("lightning.pytorch", "lightning.fabric"):  # after Lightning's import sets INFO
@@ -198,11 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         overwrite=True,  # the demo's folder: a rerun (another seed) replaces it
     )
     if with_vlm:
-        label_config.evaluator, label_config.model = "hf", str(vlm)
+        label_config.evaluator, label_config.vlm.model = "hf", str(vlm)
         label_config.batch_size = 16
     elif args.evaluator == "tiny-llava":
         label_config.evaluator = "hf"
-        label_config.model = str(build_tiny_llava(out / "tiny-llava"))
+        label_config.vlm.model = str(build_tiny_llava(out / "tiny-llava"))
         label_config.limit = args.tiny_llava_questions
     summary = run_labeling(label_config)
     for split, s in summary["splits"].items():
@@ -267,18 +267,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def evaluate_in_the_loop(out: Path, vlm: Path, scorers: dict[str, str]) -> dict:
-    from semclip.inference.evaluate_vlm import VLMEvalConfig, evaluate_with_vlm
+    from semclip.evaluation.vlm_loop import VLMEvalConfig, evaluate_with_vlm
+    from semclip.vlm.config import VLMConfig
 
     results = evaluate_with_vlm(
         VLMEvalConfig(
-            vlm=str(vlm),
+            vlm=VLMConfig(model=str(vlm), device="cpu"),
             dataset=str(out / "synthetic"),
             split="test",
             scorers=scorers,
             ks=[1],
             grid=2,
             batch_size=16,
-            device="cpu",
             out_dir=str(out / "eval"),
         )
     )
@@ -287,7 +287,7 @@ def evaluate_in_the_loop(out: Path, vlm: Path, scorers: dict[str, str]) -> dict:
 
 
 def evaluate_stored(out: Path, labels: Path, scorers: dict[str, str]) -> dict:
-    from semclip.training.evaluate import EvalConfig, evaluate
+    from semclip.evaluation.stored import EvalConfig, evaluate
 
     results = evaluate(
         EvalConfig(

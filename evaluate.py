@@ -15,9 +15,9 @@ import logging
 import warnings
 from pathlib import Path
 
-from semclip.data.errors import OneLineParser, check_device, take_debug_flag, user_error
+from semclip.cli.errors import OneLineParser, check_device, take_debug_flag, user_error
+from semclip.cli.vlm_flags import add_vlm_flags, check_vlm_flags, vlm_options
 from semclip.data.hub import looks_local
-from semclip.inference.cli import add_vlm_flags, check_vlm_flags, vlm_options
 
 PROG = "semclip-evaluate"
 
@@ -192,9 +192,12 @@ def _check_vlm_args(args: argparse.Namespace, scorers: dict[str, str]) -> dict[s
             raise ValueError(f"--labels-dir {args.labels_dir}: no labelset.json there")
         if not args.dataset and not args.preset and not args.columns:
             args.columns = info.columns  # the mapping the labels were made through
-        for name, value in (info.vlm_settings or {}).items():  # show the VLM what labeling did
-            if name != "model" and getattr(args, name, None) is None:
-                setattr(args, name, value)
+        if info.vlm is not None:  # show the VLM what labeling showed it
+            from semclip.vlm.config import VLMConfig
+
+            for name, value in VLMConfig.from_dict(info.vlm).seen().items():
+                if name != "model" and getattr(args, name, None) is None:
+                    setattr(args, name, value)
         args.dataset = args.dataset or info.dataset
         args.grid = args.grid or info.provenance.grid_n
     if not args.dataset:
@@ -247,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_stored(args: argparse.Namespace, scorers: dict[str, str]) -> dict:
-    from semclip.training.evaluate import EvalConfig, evaluate
+    from semclip.evaluation.stored import EvalConfig, evaluate
 
     config = EvalConfig(
         labels_dir=args.labels_dir,
@@ -263,12 +266,16 @@ def _run_stored(args: argparse.Namespace, scorers: dict[str, str]) -> dict:
 
 
 def _run_vlm(args: argparse.Namespace, scorers: dict[str, str]) -> dict:
-    from semclip.inference.evaluate_vlm import VLMEvalConfig, evaluate_with_vlm
-    from semclip.labeling.config import check_model_available
+    from semclip.evaluation.vlm_loop import VLMEvalConfig, evaluate_with_vlm
+    from semclip.vlm.config import VLMConfig
+    from semclip.vlm.loading import check_model_available
 
-    check_model_available(args.vlm)
+    check_model_available(args.vlm, flag="--vlm")
+    vlm = VLMConfig(
+        model=args.vlm, device=args.device, dtype=args.dtype, mode=args.mode, **vlm_options(args)
+    )
     config = VLMEvalConfig(
-        vlm=args.vlm,
+        vlm=vlm,
         dataset=args.dataset,
         split=args.split,
         columns=args.columns,
@@ -279,11 +286,6 @@ def _run_vlm(args: argparse.Namespace, scorers: dict[str, str]) -> dict:
         seed=args.seed,
         limit=args.limit,
         batch_size=args.batch_size,
-        device=args.device,
-        dtype=args.dtype,
-        mode=args.mode,
-        prompt_format=args.prompt_format or "auto",
-        vlm_options=vlm_options(args),
         out_dir=args.out_dir,
     )
     return evaluate_with_vlm(config)

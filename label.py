@@ -14,20 +14,22 @@ import warnings
 
 def _error(err: BaseException) -> int:
     """A mistake the user can fix: one line on stderr, exit code 2 (--debug: the traceback)."""
-    from semclip.data.errors import user_error
+    from semclip.cli.errors import user_error
 
     return user_error("semclip-label", err)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from semclip.data.errors import take_debug_flag
-    from semclip.labeling.config import check_model_available, parse_config
+    from semclip.cli.errors import take_debug_flag
+    from semclip.labeling.config import parse_label_config
+    from semclip.vlm.loading import check_model_available
 
     argv = take_debug_flag(argv)
     try:
-        config = parse_config(argv)  # light imports only: --help and flag mistakes answer at once
-        if config.evaluator == "hf":
-            check_model_available(config.model, config.revision)  # before minutes of retries
+        # light imports only: --help and flag mistakes answer at once
+        config = parse_label_config(argv)
+        if config.evaluator == "hf":  # before minutes of retries
+            check_model_available(config.vlm.model, config.vlm.revision)
     except (ValueError, OSError) as err:
         return _error(err)
     from lightning.fabric.utilities.exceptions import MisconfigurationException

@@ -28,8 +28,9 @@ import torch
 from semclip.data.scienceqa import records_with_images
 from semclip.data.synthetic import SyntheticConfig, build_synthetic
 from semclip.labeling.evaluator import prepare_item
-from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig
+from semclip.labeling.hf_evaluator import HFEvaluator
 from semclip.models.tiny import TinyLlavaConfig, make_tiny_llava, tiny_llava_processor
+from semclip.vlm.config import VLMConfig
 
 HINT = "The picture shows a grid of coloured shapes. Look at the shape the question names."
 
@@ -94,7 +95,7 @@ def build_family(family: str, device: str, dtype: torch.dtype):
     """``family``'s tiny model with its language model widened to hidden 1024 (see above)."""
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-    from semclip.models.tiny_vlms import build_tiny_vlm
+    from semclip.vlm.families import build_tiny_vlm
 
     folder = build_tiny_vlm(family, tempfile.mkdtemp(prefix=f"bench-{family}-"))
     processor = AutoProcessor.from_pretrained(folder)
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     items = [prepare_item(r, args.grid) for r in records]
 
     def evaluator(**kwargs) -> HFEvaluator:
-        config = HFEvaluatorConfig(
+        config = VLMConfig(
             model="bench", device=args.device, dtype=str(dtype).removeprefix("torch."), **kwargs
         )
         return HFEvaluator(config, args.grid, model=model, processor=processor)
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     prompt_tokens = len(processor.tokenizer(items[0].prompt)["input_ids"])
     name = "LLaVA-1.5-7B shape" if args.real_shape else f"{args.family}, 2 layers, hidden 1024"
     probe = evaluator()
-    overview = probe.process([probe.render("x", 1)], [[items[0].overview]])["input_ids"]
+    overview = probe.vlm.process([probe.vlm.render("x", 1)], [[items[0].overview]])["input_ids"]
     print(
         f"model: {name} on {args.device} ({dtype}); {args.questions} questions, "
         f"grid {args.grid}x{args.grid}, prompt {prompt_tokens} tokens, overview row "

@@ -97,16 +97,17 @@ class LabelSetInfo:
     prompt_template: str = ""
     splits: list[str] = field(default_factory=list)
     family: str = ""
-    """The evaluator's VLM family (``semclip.labeling.families``); empty for a non-VLM one."""
+    """The evaluator's VLM family (``semclip.vlm.families``); empty for a non-VLM one."""
     prefix_sharing: bool | None = None
     """Whether one-forward scoring shared the [prompt start + overview] prefix (exact either
     way; questions whose prefix could not be shared exactly were scored whole)."""
     columns: dict[str, Any] | None = None
     """The column mapping the source was read through (``ColumnMap.to_dict()``); ``None`` in label
     sets made before mappings existed (read as the source's preset or the ScienceQA columns)."""
-    vlm_settings: dict[str, Any] | None = None
-    """How the VLM evaluator was set up (model, revision, prompt format, system line, image
-    backend, transparency rule, ...): what evaluation with the VLM in the loop reuses."""
+    vlm: dict[str, Any] | None = None
+    """The VLM config the labels were made with (``semclip.vlm.config.VLMConfig.to_dict()``:
+    model, revision, mode, prompt format, system line, image backend, transparency, template,
+    ...); read back with ``VLMConfig.from_dict``. ``None`` for an evaluator that is not a VLM."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

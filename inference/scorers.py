@@ -21,6 +21,9 @@ from PIL import Image
 
 from semclip.models.scorer import scorer_text
 
+#: The VLM-based psi scorer's spec.
+PSI = "vlm-psi"
+
 
 @dataclass
 class Query:
@@ -88,7 +91,7 @@ def load_scorer(spec: str, vlm=None, device: str | None = None) -> CellScorer:
         if seed and not seed.isdigit():
             raise ValueError(f"scorer {spec!r}: the random scorer's seed must be an integer")
         return RandomScorer(int(seed or 0))
-    if spec == "vlm-psi":
+    if spec == PSI:
         if vlm is None:
             raise ValueError("the vlm-psi scorer is the VLM's own similarity: it needs a VLM")
         from semclip.inference.vlm_psi import VLMPsiScorer

@@ -5,26 +5,29 @@
     answer.letter, answer.logprobs, answer.boxes   # "B", per-letter log-probs, chosen crops
 
 The image is cut into the n x n grid, every cell is scored, and the VLM sees [overview, best crop,
-second crop, ..., prompt]: rendered, padded and processed by the labeling stage's own code
-(``HFEvaluator.score_views``), so k = 1 gives exactly what a label set records for that cell and
-k = 0 the overview-only baseline. Multiple choice is answered by one forward (the option letter
-with the highest log-prob); ``mode="generate"`` decodes greedily and parses the answer instead.
+second crop, ..., prompt]: rendered, padded and processed by the VLM runtime labeling uses
+(``semclip.vlm.runtime.VLM.score_views``), so k = 1 gives exactly what a label set records for
+that cell and k = 0 the overview-only baseline. The grid is the scorer's own (the one it was
+trained for, saved with its export) unless one is given. Multiple choice is answered by one
+forward (the option letter with the highest log-prob); ``mode="generate"`` decodes greedily and
+parses the answer instead.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
 
 from semclip.data.grid import Box, Cell, check_grid, crop_grid
 from semclip.data.images import DEFAULT_MAX_PIXELS, load_image
-from semclip.data.prompts import DEFAULT_TEMPLATE, option_letters, render_prompt
-from semclip.inference.scorers import CellScorer, Query, load_scorer
-from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig
+from semclip.data.prompts import option_letters, render_prompt
+from semclip.inference.scorers import PSI, CellScorer, Query, load_scorer
+from semclip.vlm.config import VLMConfig
+from semclip.vlm.runtime import VLM
 
 logger = logging.getLogger(__name__)
 
@@ -62,21 +65,37 @@ class Prepared:
     query: Query
 
 
+@dataclass
+class SemClipConfig:
+    """SemClip: which VLM and what it is shown, which scorer, how many crops."""
+
+    vlm: VLMConfig = field(default_factory=VLMConfig)
+    """The VLM (keep its settings as the labels were made: ``labelset.json``'s ``vlm``)."""
+    scorer: str | None = None
+    """An exported scorer or stock CLIP/SigLIP (folder or hub id), ``vlm-psi``,
+    ``random[:SEED]``, or ``None`` for the plain VLM."""
+    grid: int | None = None
+    """Grid n; ``None``: the grid the scorer was trained for, else 2."""
+    k: int = 1
+    """Crops shown beside the overview (0 = the plain VLM)."""
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    """Largest image (width * height) accepted."""
+
+
 class SemClip:
     """A VLM plus a cell scorer; see the module docstring."""
 
     def __init__(
         self,
-        vlm: HFEvaluator,
+        vlm: VLM,
         scorer: CellScorer | None = None,
         grid: int = 2,
         k: int = 1,
-        template: str = DEFAULT_TEMPLATE,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         check_grid(grid)
         self.vlm, self.scorer, self.grid = vlm, scorer, grid
-        self.template, self.max_pixels = template, max_pixels
+        self.template, self.max_pixels = vlm.config.template, max_pixels
         self.k = self._check_k(k)
 
     @classmethod
@@ -87,35 +106,30 @@ class SemClip:
         grid: int | None = None,
         k: int = 1,
         device: str | None = None,
-        dtype: str = "auto",
-        mode: str = "logprob",
-        prompt_format: str = "auto",
-        max_rows: int = 32,
-        revision: str | None = None,
-        trust_remote_code: bool = False,
         **vlm_options,
     ) -> SemClip:
         """Load the VLM (any family labeling supports) and the scorer: an exported semclip
         scorer or a stock CLIP/SigLIP (folder or hub id), ``vlm-psi``, ``random[:SEED]``, or
         ``None`` for the plain VLM. ``grid`` defaults to the one the scorer was trained for,
-        else 2. ``vlm_options`` go to :class:`HFEvaluatorConfig` (``system_prompt``,
-        ``image_backend``, ``alpha``, ...): keep them as the labels were made."""
-        config = HFEvaluatorConfig(
-            model=vlm,
-            revision=revision,
-            dtype=dtype,
-            device=device,
-            mode=mode,
-            prefix_sharing=False,
-            max_rows=max_rows,
-            prompt_format=prompt_format,
-            trust_remote_code=trust_remote_code,
-            **vlm_options,
-        )
-        evaluator = HFEvaluator(config, grid=grid or 2)
-        cell_scorer = None if scorer is None else load_scorer(scorer, evaluator, device=device)
-        grid = grid or getattr(cell_scorer, "grid", None) or 2
-        return cls(evaluator, cell_scorer, grid=grid, k=k if cell_scorer is not None else 0)
+        else 2. ``vlm_options`` are :class:`~semclip.vlm.config.VLMConfig` fields (``dtype``,
+        ``mode``, ``system_prompt``, ``image_backend``, ...): keep them as the labels were made."""
+        vlm_config = VLMConfig(model=vlm, device=device, **vlm_options)
+        return cls.from_config(SemClipConfig(vlm_config, scorer=scorer, grid=grid, k=k))
+
+    @classmethod
+    def from_config(cls, config: SemClipConfig) -> SemClip:
+        """Load the scorer first (its grid decides the crops), then the VLM."""
+        device = config.vlm.device
+        scorer = None
+        if config.scorer is not None and config.scorer != PSI:
+            scorer = load_scorer(config.scorer, device=device)
+        grid = config.grid or getattr(scorer, "grid", None) or 2
+        check_grid(grid)
+        vlm = VLM(config.vlm)
+        if config.scorer == PSI:  # the VLM's own similarity: it needs the VLM
+            scorer = load_scorer(config.scorer, vlm, device=device)
+        k = config.k if scorer is not None else 0
+        return cls(vlm, scorer, grid=grid, k=k, max_pixels=config.max_pixels)
 
     def _check_k(self, k: int) -> int:
         if not 0 <= k <= self.grid * self.grid:

@@ -7,10 +7,10 @@ For a crop c and a question q (SemClip, arXiv 2503.11794, Sec. 3):
 ``V`` is the VLM's vision tower at its feature layer (``vision_feature_layer``), ``P`` its
 multimodal projector, taken at the [CLS] position (so it lives in the LLM's embedding space), and
 ``LM(q)[last]`` the language model's last-layer hidden state at the question's last token. The crop
-is preprocessed as the VLM sees it (``HFEvaluator.view``: square-padded for LLaVA-1.5).
+is preprocessed as the VLM sees it (``VLM.view``: square-padded for LLaVA-1.5).
 
-Supported for LLaVA-1.5-style models (``model_type == "llava"``), whose vision features keep a
-[CLS] position; other families raise a ``ValueError`` saying so.
+Supported for the families whose vision features keep a [CLS] position (the family registry's
+``psi``: LLaVA-1.5); other families raise a ``ValueError`` saying so.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import torch
 
 from semclip.inference.scorers import Query
 
-SUPPORTED = ("llava",)
-
 
 class VLMPsiScorer:
     """``psi`` of every cell of each query (see the module docstring); ``(B, n*n)``."""
@@ -30,11 +28,13 @@ class VLMPsiScorer:
     grid = None
 
     def __init__(self, vlm, image_batch_size: int = 64) -> None:
-        model_type = vlm.model.config.model_type
-        if model_type not in SUPPORTED:
+        if not vlm.family.psi:
+            from semclip.vlm.families import FAMILIES
+
+            supported = [name for name, family in FAMILIES.items() if family.psi]
             raise ValueError(
-                f"the vlm-psi scorer needs a vision tower with a [CLS] position (model types "
-                f"{SUPPORTED}); {vlm.config.model} is {model_type!r}"
+                f"the vlm-psi scorer needs a vision tower with a [CLS] position (families "
+                f"{supported}); {vlm.config.model} is {vlm.family.name!r}"
             )
         self.vlm = vlm
         self.image_batch_size = image_batch_size

@@ -1,39 +1,25 @@
-"""The labeling job's typed config and its command line (flags generated from the dataclass).
+"""The labeling job's typed config; its command line is generated from it
+(``semclip.cli.dataclass_args``): every field is a flag, the nested VLM config's fields too.
 
-Every field is a flag (``max_rows`` -> ``--max-rows``; booleans get ``--no-...`` too) whose help is
-the field's docstring and its default; ``--config job.yaml`` sets any of them (keys as field
-names), and flags on the command line win over the file.
-
-Building the parser imports nothing heavy (no torch, transformers or datasets) so that ``--help``
-and flag mistakes answer at once; the VLM's own checks are imported in :meth:`LabelConfig.validate`.
+Light imports only, so that ``--help`` and flag mistakes answer at once.
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
-import dataclasses
-import inspect
-import re
-import textwrap
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from semclip.data.errors import OneLineParser
+from semclip.cli.dataclass_args import parse_config
 from semclip.data.grid import MAX_GRID, MIN_GRID, check_grid
-from semclip.data.hub import probe_hub
-from semclip.data.images import DEFAULT_ALPHA, DEFAULT_MAX_PIXELS
+from semclip.data.images import DEFAULT_MAX_PIXELS
 from semclip.data.presets import ColumnMap, parse_columns, resolve_columns
-from semclip.data.prompts import DEFAULT_TEMPLATE, LLAVA15_SYSTEM
 from semclip.data.scienceqa import DEFAULT_DATASET, check_local_source
+from semclip.vlm.config import DEFAULT_VLM, VLMConfig
 
-#: ``semclip.labeling.hf_evaluator.DEFAULT_VLM``, repeated here because importing that module
-#: imports torch (seconds) just to print ``--help``; a test keeps the two equal.
-DEFAULT_VLM = "llava-hf/llava-1.5-7b-hf"
+PROG = "semclip-label"
 
 EXAMPLES = f"""\
 A bare `python label.py` labels the train split of {DEFAULT_DATASET} with
@@ -84,33 +70,10 @@ class LabelConfig:
     evaluator_config: str | None = None
     """Your evaluator's own settings: a YAML/JSON file or an inline mapping (``{judge: gpt,
     retries: 3}``), passed as keyword arguments: ``Class(config, **settings)``."""
-    model: str = DEFAULT_VLM
-    """VLM hub id or local folder (``--evaluator hf``)."""
-    revision: str | None = None
-    """VLM hub revision."""
-    dtype: str = "auto"
-    """auto (bf16 on GPU, fp32 on CPU), bfloat16, float16 or float32."""
-    mode: str = "logprob"
-    """``logprob`` (one forward, letter log-probs) or ``generate`` (greedy, lmms-eval parsing)."""
-    prefix_sharing: bool = True
-    """Reuse the [prompt start + overview] KV cache across a question's cells."""
-    max_new_tokens: int = 16
-    """Generation budget per pair with ``--mode generate``."""
-    prompt_format: str = "auto"
-    """``auto``, ``llava15`` or ``chat_template``."""
-    system_prompt: str = LLAVA15_SYSTEM
-    """System line of the llava15 format (LLaVA-1.5's own evaluation uses it); "" for none."""
-    image_backend: str = "auto"
-    """VLM image processor backend: auto (torchvision when installed, else PIL), pil or
-    torchvision; the one used is recorded in labelset.json and the resume key."""
-    alpha: str = DEFAULT_ALPHA
-    """Transparent images: drop (PIL convert("RGB"), as LLaVA's loaders) or white (composite)."""
-    trust_remote_code: bool = False
-    """Run custom model code from the hub (only for repositories you trust)."""
+    vlm: VLMConfig = field(default_factory=VLMConfig, metadata={"hidden": ("device",)})
+    """The VLM and what it is shown (``--evaluator hf``): its fields are flags of their own."""
     batch_size: int = 4
     """Questions per step."""
-    max_rows: int = 32
-    """Most sequences in one forward (halved on CUDA out-of-memory)."""
     output_dir: str = "labels"
     """Folder of the label set."""
     limit: int | None = None
@@ -135,8 +98,6 @@ class LabelConfig:
     """DataLoader workers decoding and cropping images."""
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     """Largest image (width * height) accepted; larger ones are skipped."""
-    template: str = DEFAULT_TEMPLATE
-    """Question prompt template with {context}, {question} and {options}."""
     min_visible: float = 0.4
     """Simulated evaluator: smallest legible object side, as a fraction of the view's side."""
     progress: bool = True
@@ -178,20 +139,10 @@ class LabelConfig:
             flag = "--columns" if self.columns and not str(err).startswith("--") else ""
             raise ValueError(f"{flag}{': ' if flag else ''}{err}") from None
         if self.evaluator == "hf":
-            from semclip.labeling.hf_evaluator import HFEvaluatorConfig
-
-            HFEvaluatorConfig(
-                model=self.model,
-                dtype=self.dtype,
-                mode=self.mode,
-                prompt_format=self.prompt_format,
-                max_rows=self.max_rows,
-                image_backend=self.image_backend,
-                alpha=self.alpha,
-            ).validate()  # before any model is loaded
-            local = self.model.startswith((".", "/", "~"))
-            if local and not Path(self.model).expanduser().is_dir():
-                raise ValueError(f"--model {self.model}: no such folder")
+            self.vlm.validate()  # before any model is loaded
+            local = self.vlm.model.startswith((".", "/", "~"))
+            if local and not Path(self.vlm.model).expanduser().is_dir():
+                raise ValueError(f"--model {self.vlm.model}: no such folder")
 
 
 def evaluator_settings(value: str | dict | None) -> dict[str, Any]:
@@ -235,135 +186,6 @@ def evaluator_class(spec: str) -> type:
     return found
 
 
-def check_model_available(model: str, revision: str | None = None) -> None:
-    """Raise ``OSError`` naming ``--model`` when it is a hub id that cannot be had: offline and not
-    cached, not on the hub, or the hub unreachable. Seconds, where ``from_pretrained`` retries for
-    minutes. A local folder passes (:meth:`LabelConfig.validate` checks it exists).
-    """
-    if Path(model).expanduser().exists():
-        return
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    if constants.HF_HUB_OFFLINE:
-        try:
-            cached = try_to_load_from_cache(model, "config.json", revision=revision)
-        except ValueError:  # not a valid repository id
-            cached = None
-        if not isinstance(cached, str):
-            raise OSError(
-                f"--model {model} is neither a folder here nor in the hub cache, and the hub is "
-                "off (HF_HUB_OFFLINE is set): pass a local model folder with --model, or unset "
-                "HF_HUB_OFFLINE and go online to download it"
-            )
-        return
-    status = probe_hub(model, "model", revision)
-    if status == "missing":
-        raise OSError(
-            f"--model {model} is neither a folder here nor on the Hugging Face Hub (if it is "
-            "private, log in with `hf auth login`): check the name"
-        )
-    if status is not None:
-        raise OSError(
-            f"--model {model} is not a folder here and the Hugging Face Hub cannot be reached "
-            f"({status}): pass a local model folder, set HF_HUB_OFFLINE=1 to use a cached copy, "
-            "or go online"
-        )
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each dataclass field, by field name."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for node, nxt in zip(body, body[1:]):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(nxt, ast.Expr)
-            and isinstance(nxt.value, ast.Constant)
-            and isinstance(nxt.value.value, str)
-        ):
-            docs[node.target.id] = " ".join(nxt.value.value.split())
-    return docs
-
-
-def plain_text(doc: str) -> str:
-    """A docstring as help text: RST markup (``x``, :class:`x`) reduced to its text."""
-    doc = re.sub(r":\w+:`~?([^`]+)`", r"\1", doc)
-    return re.sub(r"``([^`]+)``", r"\1", doc)
-
-
-def _default_of(f: dataclasses.Field) -> Any:
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return f.default
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, list):
-        return " ".join(str(v) for v in value)
-    if isinstance(value, str) and ("\n" in value or not value):
-        return repr(value)
-    return str(value)
-
-
-def _converter(annotation: Any):
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    base = args[0] if args else annotation
-    if base is int:
-        return int
-    if base is float:
-        return float
-    return str
-
-
-def build_parser(
-    cls: type = LabelConfig, prog: str = "semclip-label", epilog: str | None = EXAMPLES
-) -> argparse.ArgumentParser:
-    parser = OneLineParser(
-        prog=prog,
-        description=inspect.cleandoc(cls.__doc__ or ""),
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", help="YAML file of field: value (flags win over it)")
-    docs, hints = field_docs(cls), typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        flag, annotation = "--" + f.name.replace("_", "-"), hints[f.name]
-        help_text = f"{plain_text(docs.get(f.name, ''))} (default: {_shown(_default_of(f))})"
-        help_text = help_text.replace("%", "%%")  # argparse formats help with %
-        if annotation is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
-        elif typing.get_origin(annotation) is list:
-            parser.add_argument(flag, nargs="+", help=help_text)
-        else:
-            parser.add_argument(flag, type=_converter(annotation), help=help_text)
-    parser.set_defaults(**{f.name: None for f in dataclasses.fields(cls)})
-    return parser
-
-
-def parse_config(argv: list[str] | None, cls: type = LabelConfig) -> Any:
-    """Defaults < ``--config`` YAML < command-line flags; then validate."""
-    args = vars(build_parser(cls).parse_args(argv))
-    values: dict[str, Any] = {}
-    config_path = args.pop("config")
-    if config_path:
-        try:
-            loaded = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
-        except OSError as err:
-            raise ValueError(f"--config {config_path}: {err.strerror or err}") from None
-        except yaml.YAMLError as err:
-            where = getattr(err, "problem_mark", None)
-            line = f" at line {where.line + 1}" if where else ""
-            raise ValueError(f"--config {config_path}: not valid YAML{line}") from None
-        if not isinstance(loaded, dict):
-            raise ValueError(f"--config {config_path}: expected field: value pairs")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(k.replace("-", "_") for k in loaded) - names)
-        if unknown:
-            raise ValueError(f"{config_path}: unknown key(s) {unknown}; known: {sorted(names)}")
-        values.update({k.replace("-", "_"): v for k, v in loaded.items()})
-    values.update({k: v for k, v in args.items() if v is not None})
-    config = cls(**values)
-    config.validate()
-    return config
+def parse_label_config(argv: list[str] | None) -> LabelConfig:
+    """The labeling job's config: defaults < ``--config`` YAML < command-line flags."""
+    return parse_config(argv, LabelConfig, PROG, EXAMPLES)

@@ -8,6 +8,7 @@ Resume: questions already recorded under the same resume key are skipped.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -40,37 +41,19 @@ from semclip.data.scienceqa import (
 )
 from semclip.labeling.config import LabelConfig, evaluator_class, evaluator_settings
 from semclip.labeling.evaluator import Evaluator, LabelItem, Skip, label_row, prepare_item, skip_row
-from semclip.labeling.families import family_for, require_packages
-from semclip.labeling.hf_evaluator import (
-    HFEvaluator,
-    HFEvaluatorConfig,
-    load_processor,
-    provenance_for,
-    shares_prefix,
-    vlm_settings,
-)
+from semclip.labeling.hf_evaluator import HFEvaluator, provenance_for
 from semclip.labeling.simulated import SimulatedConfig, SimulatedEvaluator
+from semclip.vlm.config import VLMConfig
+from semclip.vlm.families import family_for, require_packages
+from semclip.vlm.loading import load_processor, model_type
+from semclip.vlm.shared_prefix import shares_prefix
 
 logger = logging.getLogger(__name__)
 
 
-def hf_config(config: LabelConfig, device: str | None = None) -> HFEvaluatorConfig:
-    return HFEvaluatorConfig(
-        model=config.model,
-        revision=config.revision,
-        dtype=config.dtype,
-        device=device,
-        mode=config.mode,
-        prefix_sharing=config.prefix_sharing,
-        max_rows=config.max_rows,
-        max_new_tokens=config.max_new_tokens,
-        prompt_format=config.prompt_format,
-        system_prompt=config.system_prompt,
-        image_backend=config.image_backend,
-        alpha=config.alpha,
-        trust_remote_code=config.trust_remote_code,
-        template=config.template,
-    )
+def hf_config(config: LabelConfig, device: str | None = None) -> VLMConfig:
+    """The label config's VLM config, on ``device``."""
+    return dataclasses.replace(config.vlm, device=device)
 
 
 def build_evaluator(config: LabelConfig, device: str | None = None) -> Evaluator:
@@ -78,7 +61,7 @@ def build_evaluator(config: LabelConfig, device: str | None = None) -> Evaluator
     (``package.module:Class``) is constructed with the config and picks its own device."""
     if config.evaluator == "simulated":
         sim = SimulatedConfig(min_visible=config.min_visible)
-        return SimulatedEvaluator(sim, grid=config.grid, template=config.template)
+        return SimulatedEvaluator(sim, grid=config.grid, template=config.vlm.template)
     if config.evaluator != "hf":
         settings = evaluator_settings(config.evaluator_config)
         return evaluator_class(config.evaluator)(config, **settings)
@@ -163,8 +146,8 @@ class _Prepare:
     """Collate: decode and crop in the DataLoader workers; bad images become skips."""
 
     def __init__(self, config: LabelConfig) -> None:
-        self.grid, self.template, self.max_pixels = config.grid, config.template, config.max_pixels
-        self.alpha = config.alpha
+        self.grid, self.template = config.grid, config.vlm.template
+        self.max_pixels, self.alpha = config.max_pixels, config.vlm.alpha
 
     def __call__(self, records: list[QARecord]) -> list[LabelItem | Skip]:
         return [
@@ -286,7 +269,7 @@ def run_labeling(config: LabelConfig, evaluator: Evaluator | None = None) -> dic
             sharing = {
                 "family": evaluator.family.name,
                 "prefix_sharing": evaluator.prefix_sharing,
-                "vlm_settings": vlm_settings(evaluator.config),
+                "vlm": evaluator.config.to_dict(),
             }
     else:
         provenance, sharing = _hf_provenance(config)
@@ -347,7 +330,7 @@ def _prepare_output(
         provenance=provenance,
         dataset=dataset_identity(config.dataset),
         dataset_revision=config.dataset_revision,
-        prompt_template=config.template,
+        prompt_template=config.vlm.template,
         splits=splits,
         columns=config.column_map().to_dict(),
         **sharing,
@@ -367,20 +350,16 @@ def _prepare_output(
 
 
 def _hf_provenance(config: LabelConfig) -> tuple[LabelProvenance, dict[str, Any]]:
-    """The HF evaluator's provenance (resume key) from its config and processor, no weights,
-    and the label set's record of its VLM family and whether prefixes are shared."""
-    from transformers import AutoConfig
-
-    load = dict(revision=config.revision, trust_remote_code=config.trust_remote_code)
-    model_type = AutoConfig.from_pretrained(config.model, **load).model_type
-    family = family_for(model_type)
-    require_packages(family, config.model)
-    evaluator = hf_config(config)
-    processor = load_processor(evaluator)
+    """The HF evaluator's provenance (resume key) from its config and processor, no weights, and
+    the label set's record of its VLM family, whether prefixes are shared, and its VLM config."""
+    vlm = hf_config(config)
+    family = family_for(model_type(vlm))
+    require_packages(family, vlm.model)
+    processor = load_processor(vlm)
     device = "cuda" if torch.cuda.is_available() and config.accelerator != "cpu" else "cpu"
-    provenance = provenance_for(evaluator, config.grid, processor, model_type, device)
+    provenance = provenance_for(vlm, config.grid, processor, family, device)
     return provenance, {
         "family": family.name,
-        "prefix_sharing": shares_prefix(evaluator, family),
-        "vlm_settings": vlm_settings(evaluator),
+        "prefix_sharing": shares_prefix(vlm, family),
+        "vlm": vlm.to_dict(),
     }

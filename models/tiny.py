@@ -7,6 +7,7 @@ demo and the tests exercise the real loading paths without a hub.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -212,9 +213,15 @@ def make_tiny_llava(config: TinyLlavaConfig | None = None):
     return model, processor
 
 
-def build_tiny_llava(out_dir: str | Path, config: TinyLlavaConfig | None = None) -> Path:
-    """Create, save and return the folder of a tiny random ``LlavaForConditionalGeneration``."""
+def build_tiny_llava(
+    out_dir: str | Path, config: TinyLlavaConfig | None = None, seed: int | None = None
+) -> Path:
+    """Create, save and return the folder of a tiny random ``LlavaForConditionalGeneration``
+    (``seed`` overrides the config's)."""
     out = Path(out_dir)
+    config = config or TinyLlavaConfig()
+    if seed is not None:
+        config = dataclasses.replace(config, seed=seed)
     model, processor = make_tiny_llava(config)
     model.save_pretrained(out)
     processor.save_pretrained(out)

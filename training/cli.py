@@ -21,7 +21,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
-from semclip.data.errors import take_debug_flag, user_error
+from semclip.cli.errors import take_debug_flag, user_error
 from semclip.training.data import ScorerDataModule, check_labels_dir
 from semclip.training.export import ExportBest, export_checkpoint
 from semclip.training.module import ScorerModule

@@ -38,6 +38,8 @@ class Group:
     boxes: list[list[int]]
     labels: list[bool]
     soft: list[float]
+    grid: int
+    """The n of the n x n grid the question was labelled on."""
 
 
 def load_groups(
@@ -101,6 +103,7 @@ def load_groups(
                 r["cell_boxes"],
                 r["cell_correct"],
                 r["cell_p_correct"],
+                r["grid_n"],
             )
         )
     groups.sort(key=lambda g: g.qid)
@@ -239,6 +242,8 @@ class ScorerDataModule(pl.LightningDataModule):
             raise ValueError("--data.val_fraction must be in [0, 1)")
         self.save_hyperparameters()
         self.scorer = None  # set by the LightningModule (it owns tokenizer and processor)
+        self.grid: int | None = None
+        """The label set's grid, known after ``setup``: the module's scorer learns for it."""
         self.left_out: dict[str, Counter[str]] = {}
         self._sets: dict[str, GroupDataset] = {}
 
@@ -248,10 +253,20 @@ class ScorerDataModule(pl.LightningDataModule):
             hp.labels_dir, split, hp.dataset, hp.dataset_revision, text_mode
         )
         self.left_out[split] = left_out
+        self._note_grid(split, {g.grid for g in groups})
         logger.info(
             "split %s: %d rankable questions; left out %s", split, len(groups), dict(left_out)
         )
         return groups, ds
+
+    def _note_grid(self, split: str, grids: set[int]) -> None:
+        for grid in grids:  # load_groups refuses a split with several grids
+            if self.grid is not None and grid != self.grid:
+                raise ValueError(
+                    f"split {split} was labelled on a {grid}x{grid} grid, the others on "
+                    f"{self.grid}x{self.grid}: train and evaluate on one grid"
+                )
+            self.grid = grid
 
     def _dataset(self, groups: list[Group], source) -> GroupDataset:
         return GroupDataset(groups, source, self.scorer.preprocess, self.hparams.cache_pixels)

@@ -137,11 +137,7 @@ def export_module(
     data_hparams = data_hparams or {}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    scorer = module.scorer
-    if scorer.grid is None:  # never saw a batch: the label set's grid
-        labels_dir = data_hparams.get("labels_dir")
-        info = read_info(labels_dir) if labels_dir else None
-        scorer.grid = info.provenance.grid_n if info else None
+    scorer = module.scorer  # its grid: the label set's, given by the datamodule in training
     if data_hparams.get("alpha") in ALPHA_MODES:  # the images it was trained on
         scorer.alpha = data_hparams["alpha"]
     scorer.save_pretrained(out)

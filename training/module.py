@@ -13,9 +13,9 @@ import lightning.pytorch as pl
 import torch
 from torchmetrics import MeanMetric
 
+from semclip.evaluation.metrics import RankingMetrics
 from semclip.models.scorer import DEFAULT_SCORER, RelevanceScorer
 from semclip.training.losses import build_loss
-from semclip.training.metrics import RankingMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +82,15 @@ class ScorerModule(pl.LightningModule):
         scores = self.scorer.grouped_scores(
             batch["input_ids"], batch["attention_mask"], batch["pixel_values"]
         )
-        self._note_grid(scores.shape[1])
         return scores.float()
 
-    def _note_grid(self, cells: int) -> None:
-        """The scorer learns for the grid its batches come in (C = n * n cells a question)."""
-        n = math.isqrt(cells)
-        if n * n == cells and self.scorer.grid != n:
-            self.scorer.grid = n
+    def setup(self, stage: str) -> None:
+        """The scorer learns for the grid of the label set it is trained on: the datamodule
+        says which (Lightning sets the datamodule up first); the export writes it."""
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        grid = getattr(datamodule, "grid", None)
+        if grid is not None:
+            self.scorer.grid = grid
 
     def _count_truncated(self, batch) -> None:
         self.truncated_texts += int(batch.get("num_truncated", 0))

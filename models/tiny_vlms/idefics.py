@@ -73,11 +73,11 @@ def _text_config(tokenizer):
     )
 
 
-def _build(family: str, out_dir: str | Path, seed: int) -> Path:
-    """Shared body of both builders; ``family`` is ``"idefics3"`` or ``"smolvlm"``."""
+def _build(smol: bool, out_dir: str | Path, seed: int) -> Path:
+    """Shared body of both builders: SmolVLM's (``smol``) or Idefics3's."""
     import transformers as tf
 
-    if family == "idefics3":
+    if not smol:
         tile, patch, scale = 32, 8, 2
         tokenizer = tiny_tokenizer(
             [*IMAGE_TOKENS, *ROW_COL_TOKENS],
@@ -111,7 +111,7 @@ def _build(family: str, out_dir: str | Path, seed: int) -> Path:
     image_cls, processor_cls, vision_cls, config_cls, model_cls = (getattr(tf, n) for n in names)
     sizes, image_seq_len = _tiling(tile, patch, scale)
     image_processor = image_cls(image_mean=HALF, image_std=HALF, do_image_splitting=True, **sizes)
-    if family == "smolvlm":
+    if smol:
         # Needs torchvision, as the real SmolVLM processor does.
         extra = dict(
             video_processor=tf.SmolVLMVideoProcessor(image_mean=HALF, image_std=HALF, **sizes)
@@ -144,7 +144,7 @@ def build_tiny_idefics3(out_dir: str | Path, seed: int = 0) -> Path:
     of 8 px patches (4 ``<image>`` tokens per tile, real 364 px / 169), longest edge 64 px (real
     1456), a 2-layer Idefics3 vision tower of width 32 and a 2-layer Llama of width 64.
     """
-    return _build("idefics3", out_dir, seed)
+    return _build(False, out_dir, seed)
 
 
 def build_tiny_smolvlm(out_dir: str | Path, seed: int = 0) -> Path:
@@ -157,4 +157,4 @@ def build_tiny_smolvlm(out_dir: str | Path, seed: int = 0) -> Path:
     and a 2-layer Llama of width 64. Its processor needs torchvision (its video processor) and
     num2words.
     """
-    return _build("smolvlm", out_dir, seed)
+    return _build(True, out_dir, seed)

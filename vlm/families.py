@@ -1,6 +1,6 @@
-"""What differs between VLM families for one-forward letter scoring, and the registry of them.
+"""What differs between VLM families, and the registry of them: the one place that knows them.
 
-The scoring itself (``labeling/hf_evaluator.py``, ``labeling/sharing.py``) is the same for every
+The scoring itself (``vlm/runtime.py``, ``vlm/shared_prefix.py``) is the same for every
 family: rows are built by the family's own processor, images nested per row as its chat path
 passes them, and a row is scored by one forward at its last token. With prefix sharing, the
 [prompt start + overview] part of a question's rows is run once and its KV cache serves the
@@ -9,6 +9,9 @@ question's continuations. What a family may change is small, and lives here:
 - ``needs``: packages its processor needs beyond transformers (a clear message names them);
 - ``square_pad``: whether its own preprocessing pads images to a square first (LLaVA-1.5's
   ``expand2square``); the others take the image as it is;
+- ``prompt_format``: the format ``--prompt-format auto`` means (``llava15`` for LLaVA-1.5, whose
+  checkpoints are evaluated in that conversation form; the processor's chat template otherwise);
+- ``psi``: whether the VLM-based psi scorer works (its vision features keep a [CLS] position);
 - ``independent_images``: whether an image's tokens and pixels come out the same whatever other
   images share its row (false for LLaVA-OneVision, whose multi-image mode encodes an image
   differently beside another one: its rows are scored whole, never from a shared prefix);
@@ -18,16 +21,20 @@ question's continuations. What a family may change is small, and lives here:
   the model's own ``get_rope_index`` over the full row for Qwen-VL).
 
 Adding a family is one entry in :data:`FAMILIES` (and a subclass only if its positions differ)
-plus a tiny builder in ``semclip.models.tiny_vlms``.
+plus a tiny builder in ``semclip.models.tiny_vlms``, named by the entry's ``tiny_builder``.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+
+from semclip.vlm.render import PROMPT_FORMATS
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,10 @@ class Family:
     """A published checkpoint of the family to label with (README's support table)."""
     needs: tuple[str, ...] = ()
     square_pad: bool = False
+    prompt_format: str = "chat_template"
+    psi: bool = False
+    tiny_builder: str = ""
+    """``module:function`` of the offline tiny checkpoint builder (tests, benchmarks)."""
     independent_images: bool = True
     full_row_keys: tuple[str, ...] = ()
     image_keys: tuple[str, ...] = ()
@@ -92,27 +103,79 @@ class MRopeFamily(Family):
 
 
 _TORCHVISION = ("torchvision",)
+_TINY = "semclip.models.tiny_vlms"
 
 #: model_type -> family. The families tested offline on tiny models (tests/test_families.py).
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
-        Family("llava", "llava-hf/llava-1.5-7b-hf", square_pad=True),
-        Family("llava_next", "llava-hf/llava-v1.6-vicuna-7b-hf"),
+        Family(
+            "llava",
+            "llava-hf/llava-1.5-7b-hf",
+            square_pad=True,
+            prompt_format="llava15",
+            psi=True,
+            tiny_builder="semclip.models.tiny:build_tiny_llava",
+        ),
+        Family(
+            "llava_next",
+            "llava-hf/llava-v1.6-vicuna-7b-hf",
+            tiny_builder=f"{_TINY}.llava_next:build_tiny_llava_next",
+        ),
         Family(
             "llava_onevision",
             "llava-hf/llava-onevision-qwen2-7b-ov-hf",
             needs=_TORCHVISION,
             independent_images=False,
+            tiny_builder=f"{_TINY}.llava_next:build_tiny_llava_onevision",
         ),
-        MRopeFamily("qwen2_vl", "Qwen/Qwen2-VL-7B-Instruct", needs=_TORCHVISION),
-        MRopeFamily("qwen2_5_vl", "Qwen/Qwen2.5-VL-7B-Instruct", needs=_TORCHVISION),
-        MRopeFamily("qwen3_vl", "Qwen/Qwen3-VL-8B-Instruct", needs=_TORCHVISION),
-        Family("idefics3", "HuggingFaceM4/Idefics3-8B-Llama3"),
-        Family("smolvlm", "HuggingFaceTB/SmolVLM-Instruct", needs=("torchvision", "num2words")),
-        Family("gemma3", "google/gemma-3-4b-it", full_row_keys=("token_type_ids",)),
-        Family("internvl", "OpenGVLab/InternVL3-8B-hf", needs=_TORCHVISION),
-        Family("mistral3", "mistralai/Mistral-Small-3.1-24B-Instruct-2503", needs=_TORCHVISION),
+        MRopeFamily(
+            "qwen2_vl",
+            "Qwen/Qwen2-VL-7B-Instruct",
+            needs=_TORCHVISION,
+            tiny_builder=f"{_TINY}.qwen:build_tiny_qwen2_vl",
+        ),
+        MRopeFamily(
+            "qwen2_5_vl",
+            "Qwen/Qwen2.5-VL-7B-Instruct",
+            needs=_TORCHVISION,
+            tiny_builder=f"{_TINY}.qwen:build_tiny_qwen2_5_vl",
+        ),
+        MRopeFamily(
+            "qwen3_vl",
+            "Qwen/Qwen3-VL-8B-Instruct",
+            needs=_TORCHVISION,
+            tiny_builder=f"{_TINY}.qwen:build_tiny_qwen3_vl",
+        ),
+        Family(
+            "idefics3",
+            "HuggingFaceM4/Idefics3-8B-Llama3",
+            tiny_builder=f"{_TINY}.idefics:build_tiny_idefics3",
+        ),
+        Family(
+            "smolvlm",
+            "HuggingFaceTB/SmolVLM-Instruct",
+            needs=("torchvision", "num2words"),
+            tiny_builder=f"{_TINY}.idefics:build_tiny_smolvlm",
+        ),
+        Family(
+            "gemma3",
+            "google/gemma-3-4b-it",
+            full_row_keys=("token_type_ids",),
+            tiny_builder=f"{_TINY}.gemma3:build_tiny_gemma3",
+        ),
+        Family(
+            "internvl",
+            "OpenGVLab/InternVL3-8B-hf",
+            needs=_TORCHVISION,
+            tiny_builder=f"{_TINY}.internvl:build_tiny_internvl",
+        ),
+        Family(
+            "mistral3",
+            "mistralai/Mistral-Small-3.1-24B-Instruct-2503",
+            needs=_TORCHVISION,
+            tiny_builder=f"{_TINY}.mistral3:build_tiny_mistral3",
+        ),
     ]
 }
 
@@ -134,3 +197,20 @@ def require_packages(family: Family, model: str) -> None:
             f"{model} ({family.name}) needs {' and '.join(missing)}: "
             f"pip install {' '.join(missing)}  (or pip install 'semclip[vlms]')"
         )
+
+
+def resolve_prompt_format(requested: str, family: Family) -> str:
+    """``llava15`` or ``chat_template``: ``requested``, or for ``auto`` the family's own."""
+    if requested not in PROMPT_FORMATS:
+        raise ValueError("prompt format must be 'auto', 'llava15' or 'chat_template'")
+    return family.prompt_format if requested == "auto" else requested
+
+
+def build_tiny_vlm(family: str, out_dir: str | Path, seed: int = 0) -> Path:
+    """Build the offline tiny random checkpoint of ``family`` (a registered name) into
+    ``out_dir``, with its builder in ``semclip.models.tiny_vlms`` (for tests and benchmarks)."""
+    entry = FAMILIES.get(family)
+    if entry is None or not entry.tiny_builder:
+        raise ValueError(f"no tiny builder for {family!r}; known: {sorted(FAMILIES)}")
+    module, name = entry.tiny_builder.split(":")
+    return getattr(importlib.import_module(module), name)(out_dir, seed=seed)

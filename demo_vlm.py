@@ -1,6 +1,7 @@
 """A tiny LLaVA that really answers the synthetic questions, trained on a CPU in under a minute.
 
-The random tiny LLaVA of ``models/tiny.py`` runs the labeling code path but its answers are noise.
+A fixture of the demo (``demo.py``), beside it: the random tiny LLaVA of ``models/tiny.py`` runs
+the labeling code path but its answers are noise.
 This one is the same architecture (``LlavaForConditionalGeneration``: a CLIP vision tower and a
 small Llama) trained from scratch on the synthetic set exactly as LLaVA-1.5 is used for labeling:
 ``USER: <image>\\n<image>\\n{prompt} ASSISTANT:`` with the overview first and a grid cell second
@@ -15,7 +16,7 @@ the asked shape and its colour; a wrong cell shows another object, so its answer
 the options in random order the model must also learn to look a colour up among the options: a
 tiny model trained from scratch stayed at chance on that for over 1000 steps.)
 
-    python -m semclip.models.tiny_vlms.answering --out tiny-answering-llava
+    python -m semclip.demo_vlm --out tiny-answering-llava
 
 trains it (about 30 s of training on one CPU thread) and prints the held-out accuracy with the
 right cell, the overview alone and a wrong cell; ``answering.json`` beside the checkpoint keeps
@@ -38,9 +39,11 @@ import torch
 
 from semclip.data.grid import crop_grid
 from semclip.data.images import load_image, pad_to_square, processor_background
-from semclip.data.prompts import option_letters, render_input, render_prompt
+from semclip.data.prompts import option_letters, render_prompt
 from semclip.data.synthetic import SyntheticConfig, make_example
 from semclip.models.tiny import TinyLlavaConfig, tiny_llava_config, tiny_llava_processor
+from semclip.vlm.render import answer_tail, letter_ids, render_input
+from semclip.vlm.rows import right_pad
 
 logger = logging.getLogger(__name__)
 
@@ -134,19 +137,10 @@ def answering_synthetic_config(
     )
 
 
-def letter_ids(processor, letters: Sequence[str]) -> list[int]:
+def question_letter_ids(processor, letters: Sequence[str]) -> list[int]:
     """Token id of each option letter as the next token after the prompt (as labeling reads it)."""
-    tokenizer = processor.tokenizer
-    tail = render_input(processor, PROMPT_FORMAT, "x", 1).split("x")[-1]
-    sep = "" if tail[-1:].isspace() else " "
-    base = tokenizer(tail, add_special_tokens=False)["input_ids"]
-    ids = []
-    for letter in letters:
-        full = tokenizer(tail + sep + letter, add_special_tokens=False)["input_ids"]
-        if len(full) != len(base) + 1:
-            raise ValueError(f"option letter {letter!r} is not one token after {tail!r}")
-        ids.append(full[-1])
-    return ids
+    tail = answer_tail(render_input(processor, PROMPT_FORMAT, "x", 1))
+    return letter_ids(processor.tokenizer, tail, letters)
 
 
 @dataclass
@@ -181,7 +175,7 @@ def encode_question(processor, row: dict, grid: int) -> EncodedQuestion:
     )
     mask = text["attention_mask"].bool()
     pixels = processor.image_processor(images=views, return_tensors="pt")["pixel_values"]
-    ids = letter_ids(processor, option_letters(len(row["choices"])))
+    ids = question_letter_ids(processor, option_letters(len(row["choices"])))
     return EncodedQuestion(
         two=text["input_ids"][0][mask[0]],
         one=text["input_ids"][1][mask[1]],
@@ -208,13 +202,7 @@ def collate(
 ) -> dict[str, torch.Tensor]:
     """A right-padded batch: row i shows ``questions[i]``'s overview and cell ``cells[i]``
     (``None``: the overview alone). Also returns ``last`` (the answer position) and ``target``."""
-    seqs = [q.one if c is None else q.two for q, c in zip(questions, cells)]
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = s
-        mask[i, : len(s)] = 1
+    ids, mask = right_pad([q.one if c is None else q.two for q, c in zip(questions, cells)], pad_id)
     pixels = []
     for q, c in zip(questions, cells):
         pixels.append(q.pixels[:1] if c is None else q.pixels[[0, 1 + c]])
@@ -352,7 +340,7 @@ def train_answering_llava(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m semclip.models.tiny_vlms.answering", description=__doc__.splitlines()[0]
+        prog="python -m semclip.demo_vlm", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--out", required=True, help="folder to save the checkpoint in")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the weights")

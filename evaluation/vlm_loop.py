@@ -2,7 +2,7 @@
 
 For every question the VLM is run on the overview alone and on [overview, cell] for every cell of
 the n x n grid (the labeling stage's own scoring, so these rows equal the stored-label evaluation
-of ``semclip.training.evaluate`` on the same questions), and on [overview, top-k crops] for each
+of ``semclip.evaluation.stored`` on the same questions), and on [overview, top-k crops] for each
 scorer and each k >= 2. Rows (accuracy over the questions):
 
 - plain VLM (k=0): the overview alone;
@@ -33,26 +33,27 @@ import torch
 
 from semclip.data.images import DEFAULT_MAX_PIXELS
 from semclip.data.presets import ColumnMap
-from semclip.data.prompts import DEFAULT_TEMPLATE
 from semclip.data.scienceqa import dataset_identity, load_qa_dataset, source_records
+from semclip.evaluation.chart import bar_chart
+from semclip.evaluation.metrics import RankingMetrics
+from semclip.evaluation.stored import baseline_rows
+from semclip.evaluation.tables import MAJORITY, ORACLE, PLAIN, vlm_table
 from semclip.inference.scorers import CellScorer, Query, load_scorer
 from semclip.inference.semclip import Prepared, SemClip
 from semclip.labeling.evaluator import LabelItem, label_row, prepare_item
-from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig, vlm_settings
-from semclip.training.evaluate import bar_chart, baseline_rows
-from semclip.training.metrics import RankingMetrics
+from semclip.labeling.hf_evaluator import HFEvaluator
+from semclip.vlm.config import VLMConfig
 
 logger = logging.getLogger(__name__)
-
-PLAIN, MAJORITY, ORACLE = "plain VLM (k=0)", "majority vote (k=1)", "oracle (k=1)"
 
 
 @dataclass
 class VLMEvalConfig:
     """What to evaluate with the VLM in the loop."""
 
-    vlm: str
-    """VLM hub id or folder (any family labeling supports)."""
+    vlm: VLMConfig
+    """The VLM (any family labeling supports) and what it is shown; keep it as the labels were
+    made (``labelset.json``'s ``vlm``)."""
     dataset: str
     """Source dataset: hub id, ``save_to_disk`` folder or parquet file(s)."""
     split: str = "test"
@@ -74,22 +75,6 @@ class VLMEvalConfig:
     """Evaluate at most this many questions (the first ones)."""
     batch_size: int = 8
     """Questions per batch."""
-    device: str | None = None
-    """Device for the VLM and the scorers (default: CUDA if present)."""
-    dtype: str = "auto"
-    """VLM dtype: auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32."""
-    mode: str = "logprob"
-    """``logprob`` (one forward, letter log-probs) or ``generate`` (greedy, parsed)."""
-    prompt_format: str = "auto"
-    """``auto``, ``llava15`` or ``chat_template``."""
-    vlm_options: dict[str, Any] = field(default_factory=dict)
-    """More :class:`HFEvaluatorConfig` fields (``revision``, ``system_prompt``,
-    ``image_backend``, ``alpha``): keep them as the labels were made (``labelset.json``'s
-    ``vlm_settings``)."""
-    max_rows: int = 32
-    """Most rows in one VLM forward (halved on CUDA out-of-memory)."""
-    template: str = DEFAULT_TEMPLATE
-    """Question prompt template."""
     out_dir: str = "eval-vlm"
     """Where results.json, table.md and accuracy.png go."""
 
@@ -122,31 +107,20 @@ def evaluate_with_vlm(config: VLMEvalConfig, vlm: HFEvaluator | None = None) -> 
     ds = load_qa_dataset(config.dataset, config.split, columns=config.columns)  # before the VLM
     records = source_records(ds, config.split, limit=config.limit)  # every row: skips counted
     if vlm is None:
-        vlm = HFEvaluator(
-            HFEvaluatorConfig(
-                model=config.vlm,
-                dtype=config.dtype,
-                device=config.device,
-                mode=config.mode,
-                max_rows=config.max_rows,
-                prompt_format=config.prompt_format,
-                template=config.template,
-                **config.vlm_options,
-            ),
-            grid=config.grid,
-        )
+        vlm = HFEvaluator(config.vlm, grid=config.grid)
     scorers: dict[str, CellScorer] = {
-        name: load_scorer(spec, vlm, device=config.device) for name, spec in config.scorers.items()
+        name: load_scorer(spec, vlm.vlm, device=config.vlm.device)
+        for name, spec in config.scorers.items()
     }
     cells = config.grid**2
-    semclip = SemClip(vlm, grid=config.grid, k=0, template=config.template)
+    semclip = SemClip(vlm.vlm, grid=config.grid, k=0)
     tally, skipped = _Tally(), Counter()
     labelled: list[dict[str, Any]] = []
     all_scores: dict[str, list[torch.Tensor]] = defaultdict(list)
     for start in range(0, len(records), config.batch_size):
         batch = records[start : start + config.batch_size]
         prepared = [
-            prepare_item(r, config.grid, config.template, DEFAULT_MAX_PIXELS, vlm.config.alpha)
+            prepare_item(r, config.grid, vlm.config.template, DEFAULT_MAX_PIXELS, vlm.config.alpha)
             for r in batch
         ]
         items = [p for p in prepared if isinstance(p, LabelItem)]
@@ -228,10 +202,10 @@ def _write(config, vlm, tally, labelled, all_scores, skipped) -> dict[str, Any]:
     results = {
         "split": config.split,
         "dataset": dataset_identity(config.dataset),
-        "vlm": config.vlm,
+        "vlm": vlm.config.model,
         "mode": vlm.config.mode,
         "family": vlm.family.name,
-        "vlm_settings": vlm_settings(vlm.config),
+        "vlm_config": vlm.config.to_dict(),
         "grid_n": config.grid,
         "questions": len(labelled),
         "left_out": dict(skipped),
@@ -246,7 +220,7 @@ def _write(config, vlm, tally, labelled, all_scores, skipped) -> dict[str, Any]:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    (out / "table.md").write_text(markdown_table(results), encoding="utf-8")
+    (out / "table.md").write_text(vlm_table(results), encoding="utf-8")
     title = (
         f"VLM in the loop on '{config.split}' ({len(labelled)} questions, "
         f"grid {config.grid}x{config.grid})"
@@ -254,52 +228,3 @@ def _write(config, vlm, tally, labelled, all_scores, skipped) -> dict[str, Any]:
     scored = [n for n in names if n.rsplit(" (k=", 1)[0] in config.scorers]
     bar_chart(accuracy, title, scored).save(out / "accuracy.png")
     return results
-
-
-def row_meaning(name: str, scorers: dict[str, str], draws: int) -> str:
-    """What a row of the VLM-in-the-loop table measures."""
-    fixed = {
-        PLAIN: "the VLM on the overview alone (no crop)",
-        "random (k=1)": "expected accuracy with one uniformly random crop (exact: mean over cells)",
-        MAJORITY: "the answer most single crops lead to (ties: the surer one), right or wrong",
-        ORACLE: "some single crop makes the VLM right: the upper bound of any one-crop selector",
-    }
-    if name in fixed:
-        return fixed[name]
-    scorer, _, k = name.rpartition(" (k=")
-    k = k.rstrip(")")
-    if scorer == "random":
-        return f"expected accuracy with {k} random crops (mean of {draws} seeded draws)"
-    source = scorers.get(scorer, "")
-    return f"the overview plus the {k} crop(s) scorer `{scorer}` (`{source}`) ranks highest"
-
-
-def markdown_table(results: dict[str, Any]) -> str:
-    """Rows = methods; columns: accuracy, per subject (when several), the scorer's ranking
-    metrics on the cells; a legend underneath."""
-    subjects = sorted(next(iter(results["per_subject"].values()), {}))
-    shown = subjects if len(subjects) > 1 else []
-    header = ["Method", "Accuracy (%)", *(f"{s} (%)" for s in shown), "Hit rate (%)", "MRR (0-1)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, acc in results["accuracy"].items():
-        rank = results["ranking"].get(name.rsplit(" (k=", 1)[0]) if name.endswith("(k=1)") else None
-        cells = [name, f"{100 * acc:.1f}"]
-        cells += [f"{100 * results['per_subject'][name][s]:.1f}" for s in shown]
-        cells += [f"{100 * rank['hit_rate']:.1f}", f"{rank['mrr']:.3f}"] if rank else ["", ""]
-        lines.append("| " + " | ".join(cells) + " |")
-    legend = [
-        f"- {n}: {row_meaning(n, results['scorers'], results['random_draws'])}"
-        for n in results["accuracy"]
-    ]
-    left = results["left_out"]
-    note = (
-        f"\n{results['questions']} questions of split `{results['split']}` of "
-        f"`{results['dataset']}`, VLM `{results['vlm']}` ({results['family']}, {results['mode']}), "
-        f"grid {results['grid_n']}x{results['grid_n']}"
-        + (f"; left out: {left}" if left else "")
-        + ". Accuracy: % of questions the VLM answers right with the row's input. Hit rate: % "
-        "whose top-ranked cell alone makes the VLM right; MRR: mean of 1 / rank of the first "
-        f"such cell (0-1); both on the {results['rankable_questions']} questions with both a "
-        "right and a wrong cell.\n\n" + "\n".join(legend) + "\n"
-    )
-    return "\n".join(lines) + "\n" + note

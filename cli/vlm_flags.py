@@ -1,8 +1,8 @@
 """Flags shared by ``semclip-answer`` and ``semclip-evaluate --vlm``: what the VLM is shown.
 
 Light imports only (``--help`` and flag mistakes answer at once). Every flag defaults to ``None``:
-not given, so a label set's recorded setting (``labelset.json``'s ``vlm_settings``) or the VLM
-evaluator's default applies.
+not given, so a label set's recorded VLM config (``labelset.json``'s ``vlm``) or
+:class:`~semclip.vlm.config.VLMConfig`'s default applies.
 """
 
 from __future__ import annotations
@@ -10,8 +10,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-#: Flags that go to ``HFEvaluatorConfig`` as they are (``--prompt-format`` is passed on its own).
-VLM_OPTIONS = ("revision", "system_prompt", "image_backend", "alpha")
+from semclip.data.images import ALPHA_MODES
+from semclip.vlm.config import IMAGE_BACKENDS
+from semclip.vlm.render import PROMPT_FORMATS
+
+#: The flags, as ``VLMConfig`` field names.
+VLM_OPTIONS = ("revision", "prompt_format", "system_prompt", "image_backend", "alpha")
 
 
 def add_vlm_flags(group) -> None:
@@ -27,11 +31,11 @@ def add_vlm_flags(group) -> None:
 
 
 def check_vlm_flags(args: argparse.Namespace) -> None:
-    """A ``ValueError`` naming the flag for a value the VLM evaluator would refuse."""
+    """A ``ValueError`` naming the flag for a value the VLM runtime would refuse."""
     allowed = {
-        "prompt_format": ("auto", "llava15", "chat_template"),
-        "image_backend": ("auto", "pil", "torchvision"),
-        "alpha": ("drop", "white"),
+        "prompt_format": PROMPT_FORMATS,
+        "image_backend": IMAGE_BACKENDS,
+        "alpha": ALPHA_MODES,
     }
     for name, values in allowed.items():
         value = getattr(args, name)

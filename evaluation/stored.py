@@ -28,15 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, ImageDraw
 
 from semclip.data.images import ImageError, load_image
 from semclip.data.labels import read_info, read_labels
 from semclip.data.scienceqa import labelled_source_args, load_qa_dataset, question_id
-from semclip.data.visualize import font as ui_font
+from semclip.evaluation.chart import bar_chart
+from semclip.evaluation.metrics import RankingMetrics
+from semclip.evaluation.tables import ROW_MEANINGS, stored_table
 from semclip.models.scorer import scorer_text
 from semclip.models.selector import Selector
-from semclip.training.metrics import RankingMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -216,107 +216,9 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    (out / "table.md").write_text(markdown_table(results), encoding="utf-8")
+    (out / "table.md").write_text(stored_table(results), encoding="utf-8")
     title = f"Accuracy on split '{config.split}' ({len(rows)} questions, grid {grid}x{grid})"
     scored = [m for m in results["accuracy"] if m not in ROW_MEANINGS]
     chart = bar_chart(results["accuracy"], title, scored)
     chart.save(out / "accuracy.png")
     return results
-
-
-ROW_MEANINGS = {
-    "overview only": "the VLM on the overview alone, no crop",
-    "random crop": "expected accuracy of a uniformly random cell",
-    "majority vote": "the answer most cells lead to (ties: the surer one), right or wrong",
-    "oracle": "some cell is right: the upper bound of any one-crop selector",
-}
-
-
-def row_meaning(method: str, scorers: dict[str, str]) -> str:
-    """What a row of the table measures, in a few words."""
-    if method in ROW_MEANINGS:
-        return ROW_MEANINGS[method]
-    name, _, k = method.partition(" top-")
-    source = f" (`{scorers[name]}`)" if name in scorers else ""
-    if k:
-        return f"some of the {k.split()[0]} cells scorer `{name}`{source} ranks highest is right"
-    return f"the cell scorer `{name}`{source} ranks highest"
-
-
-def markdown_table(results: dict[str, Any]) -> str:
-    """Rows = methods, columns = overall accuracy, per subject, then ranking metrics; every
-    accuracy and hit rate in %, MRR on 0-1; a legend of the rows and columns underneath."""
-    subjects = sorted(next(iter(results["per_subject"].values()), {}))
-    show_subjects = subjects if len(subjects) > 1 else []
-    header = ["Method", "Accuracy (%)", *(f"{s} (%)" for s in show_subjects)]
-    header += ["Hit rate (%)", "MRR (0-1)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for method, acc in results["accuracy"].items():
-        rank = results["ranking"].get(method, {})
-        cells = [method, f"{100 * acc:.1f}"]
-        cells += [f"{100 * results['per_subject'][method][s]:.1f}" for s in show_subjects]
-        cells += [
-            f"{100 * rank['hit_rate']:.1f}" if rank else "",
-            f"{rank['mrr']:.3f}" if rank else "",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    scorers = results.get("scorers", {})
-    legend = [f"- {method}: {row_meaning(method, scorers)}" for method in results["accuracy"]]
-    note = (
-        f"\n{results['questions']} labelled questions of split `{results['split']}` "
-        f"(grid {results['grid_n']}x{results['grid_n']}, evaluator `{results['evaluator']}`). "
-        "Accuracy: % of questions the evaluator answers right with the row's cell. "
-        "Hit rate: % whose top-ranked cell is a right one; MRR: mean of 1 / rank of the first "
-        f"right cell (0-1, 1 = always first); both on the {results['rankable_questions']} "
-        "questions with both a right and a wrong cell.\n\n" + "\n".join(legend) + "\n"
-    )
-    return "\n".join(lines) + "\n" + note
-
-
-BASELINE = (160, 160, 160)
-SELECTED = (70, 130, 180)
-
-
-def bar_chart(
-    values: dict[str, float],
-    title: str,
-    scorer_rows: Sequence[str] = (),
-    width: int = 720,
-) -> Image.Image:
-    """A horizontal bar chart of accuracies (0..1, drawn in %), with a title, an x axis from 0 to
-    100 %, and a legend: blue bars are ``scorer_rows`` (a scorer picks the cell), grey bars the
-    rows without a scorer."""
-    font, small = ui_font(14), ui_font(12)
-    bar_h, gap, left, right = 22, 8, 220, 70
-    top = 64
-    plot_h = len(values) * (bar_h + gap)
-    height = top + plot_h + 50
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((10, 10), title, fill="black", font=ui_font(16))
-    legend = [(BASELINE, "no scorer (baselines and bounds)"), (SELECTED, "a scorer picks the cell")]
-    x = 10
-    for color, text in legend:
-        draw.rectangle((x, 38, x + 14, 50), fill=color)
-        draw.text((x + 20, 37), text, fill="black", font=small)
-        x += 40 + int(draw.textlength(text, font=small))
-    span = width - left - right
-    for tick in range(0, 101, 25):
-        tx = left + span * tick // 100
-        draw.line((tx, top - 4, tx, top + plot_h), fill=(225, 225, 225))
-        draw.text((tx - 8, top + plot_h + 4), f"{tick}", fill="black", font=small)
-    draw.line((left, top + plot_h, left + span, top + plot_h), fill="black")
-    draw.text(
-        (left + span // 2 - 110, top + plot_h + 22),
-        "accuracy (% of questions answered right)",
-        fill="black",
-        font=small,
-    )
-    for i, (name, value) in enumerate(values.items()):
-        y = top + i * (bar_h + gap)
-        color = SELECTED if name in scorer_rows else BASELINE
-        draw.rectangle((left, y, left + round(span * value), y + bar_h), fill=color)
-        draw.text((10, y + 4), name[:28], fill="black", font=font)
-        draw.text((left + round(span * value) + 6, y + 4), f"{100 * value:.1f}%", fill="black",
-                  font=font)  # fmt: skip
-    return image

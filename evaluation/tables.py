@@ -1,0 +1,107 @@
+"""Markdown tables of an evaluation, laid out like the paper's Table 2, each with a legend: from
+stored labels (:func:`stored_table`) and with the VLM in the loop (:func:`vlm_table`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PLAIN, MAJORITY, ORACLE = "plain VLM (k=0)", "majority vote (k=1)", "oracle (k=1)"
+
+ROW_MEANINGS = {
+    "overview only": "the VLM on the overview alone, no crop",
+    "random crop": "expected accuracy of a uniformly random cell",
+    "majority vote": "the answer most cells lead to (ties: the surer one), right or wrong",
+    "oracle": "some cell is right: the upper bound of any one-crop selector",
+}
+
+
+def stored_row_meaning(method: str, scorers: dict[str, str]) -> str:
+    """What a row of the table measures, in a few words."""
+    if method in ROW_MEANINGS:
+        return ROW_MEANINGS[method]
+    name, _, k = method.partition(" top-")
+    source = f" (`{scorers[name]}`)" if name in scorers else ""
+    if k:
+        return f"some of the {k.split()[0]} cells scorer `{name}`{source} ranks highest is right"
+    return f"the cell scorer `{name}`{source} ranks highest"
+
+
+def stored_table(results: dict[str, Any]) -> str:
+    """Rows = methods, columns = overall accuracy, per subject, then ranking metrics; every
+    accuracy and hit rate in %, MRR on 0-1; a legend of the rows and columns underneath."""
+    subjects = sorted(next(iter(results["per_subject"].values()), {}))
+    show_subjects = subjects if len(subjects) > 1 else []
+    header = ["Method", "Accuracy (%)", *(f"{s} (%)" for s in show_subjects)]
+    header += ["Hit rate (%)", "MRR (0-1)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, acc in results["accuracy"].items():
+        rank = results["ranking"].get(method, {})
+        cells = [method, f"{100 * acc:.1f}"]
+        cells += [f"{100 * results['per_subject'][method][s]:.1f}" for s in show_subjects]
+        cells += [
+            f"{100 * rank['hit_rate']:.1f}" if rank else "",
+            f"{rank['mrr']:.3f}" if rank else "",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    scorers = results.get("scorers", {})
+    legend = [
+        f"- {method}: {stored_row_meaning(method, scorers)}" for method in results["accuracy"]
+    ]
+    note = (
+        f"\n{results['questions']} labelled questions of split `{results['split']}` "
+        f"(grid {results['grid_n']}x{results['grid_n']}, evaluator `{results['evaluator']}`). "
+        "Accuracy: % of questions the evaluator answers right with the row's cell. "
+        "Hit rate: % whose top-ranked cell is a right one; MRR: mean of 1 / rank of the first "
+        f"right cell (0-1, 1 = always first); both on the {results['rankable_questions']} "
+        "questions with both a right and a wrong cell.\n\n" + "\n".join(legend) + "\n"
+    )
+    return "\n".join(lines) + "\n" + note
+
+
+def vlm_row_meaning(name: str, scorers: dict[str, str], draws: int) -> str:
+    """What a row of the VLM-in-the-loop table measures."""
+    fixed = {
+        PLAIN: "the VLM on the overview alone (no crop)",
+        "random (k=1)": "expected accuracy with one uniformly random crop (exact: mean over cells)",
+        MAJORITY: "the answer most single crops lead to (ties: the surer one), right or wrong",
+        ORACLE: "some single crop makes the VLM right: the upper bound of any one-crop selector",
+    }
+    if name in fixed:
+        return fixed[name]
+    scorer, _, k = name.rpartition(" (k=")
+    k = k.rstrip(")")
+    if scorer == "random":
+        return f"expected accuracy with {k} random crops (mean of {draws} seeded draws)"
+    source = scorers.get(scorer, "")
+    return f"the overview plus the {k} crop(s) scorer `{scorer}` (`{source}`) ranks highest"
+
+
+def vlm_table(results: dict[str, Any]) -> str:
+    """Rows = methods; columns: accuracy, per subject (when several), the scorer's ranking
+    metrics on the cells; a legend underneath."""
+    subjects = sorted(next(iter(results["per_subject"].values()), {}))
+    shown = subjects if len(subjects) > 1 else []
+    header = ["Method", "Accuracy (%)", *(f"{s} (%)" for s in shown), "Hit rate (%)", "MRR (0-1)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, acc in results["accuracy"].items():
+        rank = results["ranking"].get(name.rsplit(" (k=", 1)[0]) if name.endswith("(k=1)") else None
+        cells = [name, f"{100 * acc:.1f}"]
+        cells += [f"{100 * results['per_subject'][name][s]:.1f}" for s in shown]
+        cells += [f"{100 * rank['hit_rate']:.1f}", f"{rank['mrr']:.3f}"] if rank else ["", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    legend = [
+        f"- {n}: {vlm_row_meaning(n, results['scorers'], results['random_draws'])}"
+        for n in results["accuracy"]
+    ]
+    left = results["left_out"]
+    note = (
+        f"\n{results['questions']} questions of split `{results['split']}` of "
+        f"`{results['dataset']}`, VLM `{results['vlm']}` ({results['family']}, {results['mode']}), "
+        f"grid {results['grid_n']}x{results['grid_n']}"
+        + (f"; left out: {left}" if left else "")
+        + ". Accuracy: % of questions the VLM answers right with the row's input. Hit rate: % "
+        "whose top-ranked cell alone makes the VLM right; MRR: mean of 1 / rank of the first "
+        f"such cell (0-1); both on the {results['rankable_questions']} questions with both a "
+        "right and a wrong cell.\n\n" + "\n".join(legend) + "\n"
+    )
+    return "\n".join(lines) + "\n" + note
