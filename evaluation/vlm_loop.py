@@ -43,6 +43,7 @@ from semclip.inference.semclip import Prepared, SemClip
 from semclip.labeling.evaluator import LabelItem, label_row, prepare_item
 from semclip.labeling.hf_evaluator import HFEvaluator
 from semclip.vlm.config import VLMConfig
+from semclip.vlm.runtime import VLM
 
 logger = logging.getLogger(__name__)
 
@@ -100,20 +101,20 @@ class _Tally:
         self.rows.setdefault(name, []).extend(float(v) for v in values)
 
 
-def evaluate_with_vlm(config: VLMEvalConfig, vlm: HFEvaluator | None = None) -> dict[str, Any]:
+def evaluate_with_vlm(config: VLMEvalConfig, vlm: VLM | None = None) -> dict[str, Any]:
     """Every row of the module docstring on ``config.split``; writes results.json, table.md and
     accuracy.png to ``config.out_dir`` and returns the results."""
     config.validate()
     ds = load_qa_dataset(config.dataset, config.split, columns=config.columns)  # before the VLM
     records = source_records(ds, config.split, limit=config.limit)  # every row: skips counted
-    if vlm is None:
-        vlm = HFEvaluator(config.vlm, grid=config.grid)
+    evaluator = HFEvaluator(config.vlm, grid=config.grid, vlm=vlm)  # labeling's own scoring
+    vlm = evaluator.vlm
     scorers: dict[str, CellScorer] = {
-        name: load_scorer(spec, vlm.vlm, device=config.vlm.device)
+        name: load_scorer(spec, vlm, device=config.vlm.device)
         for name, spec in config.scorers.items()
     }
     cells = config.grid**2
-    semclip = SemClip(vlm.vlm, grid=config.grid, k=0)
+    semclip = SemClip(vlm, grid=config.grid, k=0)
     tally, skipped = _Tally(), Counter()
     labelled: list[dict[str, Any]] = []
     all_scores: dict[str, list[torch.Tensor]] = defaultdict(list)
@@ -128,7 +129,8 @@ def evaluate_with_vlm(config: VLMEvalConfig, vlm: HFEvaluator | None = None) -> 
         if not items:
             continue
         records_of = {r.qid: r for r in batch}
-        rows = [label_row(it, s, vlm.provenance) for it, s in zip(items, vlm.score(items))]
+        scores = evaluator.score(items)
+        rows = [label_row(it, s, evaluator.provenance) for it, s in zip(items, scores)]
         labelled += rows
         base = baseline_rows(rows)
         tally.add(PLAIN, base["overview only"])

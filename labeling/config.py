@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from semclip.cli.dataclass_args import parse_config
+from semclip.cli.dataclass_args import config_from_values, parse_config
 from semclip.data.grid import MAX_GRID, MIN_GRID, check_grid
 from semclip.data.images import DEFAULT_MAX_PIXELS
 from semclip.data.presets import ColumnMap, parse_columns, resolve_columns
@@ -102,6 +102,12 @@ class LabelConfig:
     """Simulated evaluator: smallest legible object side, as a fraction of the view's side."""
     progress: bool = True
     """Show a progress bar."""
+
+    @classmethod
+    def from_values(cls, **values: Any) -> LabelConfig:
+        """A config from flag names, as the command line and YAML give them: the VLM's own
+        (``model``, ``mode``, ...) go to the nested :class:`VLMConfig`."""
+        return config_from_values(cls, values)
 
     def column_map(self) -> ColumnMap:
         """The columns the dataset is read through: ``--preset`` (or the dataset's own preset),

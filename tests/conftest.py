@@ -40,7 +40,7 @@ def small_labels(synthetic_dir, tmp_path_factory) -> str:
     from semclip.labeling.run import run_labeling
 
     out = tmp_path_factory.mktemp("labels")
-    cfg = LabelConfig(
+    cfg = LabelConfig.from_values(
         dataset=synthetic_dir,
         splits=["train", "test"],
         evaluator="simulated",

@@ -9,7 +9,7 @@ import torch
 
 from semclip.data.scienceqa import records_with_images
 from semclip.data.synthetic import build_synthetic, make_example
-from semclip.models.tiny_vlms.answering import (
+from semclip.demo_vlm import (
     AnsweringConfig,
     answering_synthetic_config,
     collate,
@@ -37,23 +37,25 @@ def test_same_seed_same_bytes(tmp_path):
 
 
 def test_training_rows_are_the_labeling_rows(tmp_path):
-    """A collated training row equals what HFEvaluator.process builds for the same view."""
+    """A collated training row equals what the VLM runtime builds for the same view."""
     from semclip.labeling.evaluator import prepare_item
-    from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig
+    from semclip.labeling.hf_evaluator import HFEvaluator
+    from semclip.vlm.config import VLMConfig
 
     out = short_run(tmp_path / "m")
-    evaluator = HFEvaluator(HFEvaluatorConfig(model=str(out), device="cpu"), grid=2)
+    evaluator = HFEvaluator(VLMConfig(model=str(out), device="cpu"), grid=2)
     synthetic = answering_synthetic_config(2, seed=3)
     ds = build_synthetic(synthetic, "test")
     records, _ = records_with_images(ds, "test")
     for record, row in zip(records, ds):
         item = prepare_item(record, 2)
-        encoded = encode_question(evaluator.processor, row, grid=2)
-        assert encoded.target == evaluator.letter_ids(item.letters)[item.answer]
+        encoded = encode_question(evaluator.vlm.processor, row, grid=2)
+        assert encoded.target == evaluator.vlm.letter_ids(item.letters)[item.answer]
         for cell in (1, None):
-            ours = collate([encoded], [cell], evaluator.tokenizer.pad_token_id)
+            ours = collate([encoded], [cell], evaluator.vlm.tokenizer.pad_token_id)
             images = [item.overview] + ([] if cell is None else [item.cells[cell].image])
-            theirs = evaluator.process([evaluator.render(item.prompt, len(images))], [images])
+            vlm = evaluator.vlm
+            theirs = vlm.process([vlm.render(item.prompt, len(images))], [images])
             assert torch.equal(ours["input_ids"], theirs["input_ids"])
             torch.testing.assert_close(ours["pixel_values"], theirs["pixel_values"])
 

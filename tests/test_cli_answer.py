@@ -133,7 +133,7 @@ def test_evaluate_with_the_vlm_shows_it_what_labeling_showed(
     from semclip.labeling.run import run_labeling
 
     labels = tmp_path / "labels"
-    config = LabelConfig(
+    config = LabelConfig.from_values(
         dataset=synthetic_dir, splits=["test"], model=tiny_llava_dir, limit=2, system_prompt="",
         image_backend="pil", alpha="white", output_dir=str(labels), accelerator="cpu",
         progress=False,
@@ -144,13 +144,13 @@ def test_evaluate_with_the_vlm_shows_it_what_labeling_showed(
             "--limit", "2", "--device", "cpu", "--out-dir", str(out)]  # fmt: skip
     assert evaluate_main(argv) == 0
     capsys.readouterr()
-    settings = json.loads((out / "results.json").read_text())["vlm_settings"]
+    settings = json.loads((out / "results.json").read_text())["vlm_config"]
     assert settings["system_prompt"] == "" and settings["image_backend"] == "pil"
     assert settings["alpha"] == "white"
     # a flag still wins over the label set
     assert evaluate_main([*argv, "--alpha", "drop"]) == 0
     capsys.readouterr()
-    assert json.loads((out / "results.json").read_text())["vlm_settings"]["alpha"] == "drop"
+    assert json.loads((out / "results.json").read_text())["vlm_config"]["alpha"] == "drop"
 
 
 def test_answer_mistakes_before_any_model_loads(tiny_llava_dir, example, tmp_path, capsys):

@@ -69,7 +69,8 @@ class Always:
     def __init__(self, config, letter="A"):
         self.letter = letter
         self.provenance = LabelProvenance(
-            f"always-{letter}", "v1", "none", "answers", config.grid, template_hash(config.template)
+            f"always-{letter}", "v1", "none", "answers", config.grid,
+            template_hash(config.vlm.template),
         )
 
     def score(self, items):

@@ -137,7 +137,7 @@ def test_benchmark_help_says_what_the_ways_are(name):
 
 
 def test_table_has_one_unit_a_column_and_a_legend():
-    from semclip.training.evaluate import markdown_table
+    from semclip.evaluation.tables import stored_table
 
     results = {
         "split": "test",
@@ -151,7 +151,7 @@ def test_table_has_one_unit_a_column_and_a_legend():
         "ranking": {"trained": {"hit_rate": 0.5, "mrr": 0.75}},
         "scorers": {"trained": "runs/x/export"},
     }
-    table = markdown_table(results)
+    table = stored_table(results)
     assert "| Method | Accuracy (%) | Hit rate (%) | MRR (0-1) |" in table
     assert "| trained | 50.0 | 50.0 | 0.750 |" in table
     assert "- random crop: expected accuracy of a uniformly random cell" in table

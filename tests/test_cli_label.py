@@ -15,8 +15,10 @@ import huggingface_hub
 import pytest
 
 import semclip.labeling.run  # noqa: F401  (torch and Lightning: imported here, not timed below)
+from semclip.cli.dataclass_args import build_parser
 from semclip.label import main
-from semclip.labeling.config import DEFAULT_VLM, build_parser
+from semclip.labeling.config import EXAMPLES, PROG, LabelConfig
+from semclip.vlm.config import DEFAULT_VLM
 
 LABEL_PY = Path(__file__).resolve().parents[1] / "label.py"
 
@@ -120,20 +122,36 @@ def test_help_shows_defaults_examples_and_the_grid_range(heavy_imports_for_help)
     ):
         assert expected in text, expected
     assert "``" not in text
-    assert text.count("(default:") == len(build_parser()._actions) - 2  # all but -h and --config
+    parser = build_parser(LabelConfig, PROG, EXAMPLES)
+    assert text.count("(default:") == len(parser._actions) - 2  # all but -h and --config
+    assert "--device " not in text  # Lightning places the VLM: not a flag of the labeling job
 
 
 def test_building_the_parser_imports_nothing_heavy():
     code = (
-        "import sys; from semclip.labeling.config import build_parser; build_parser().format_help()"
-        "; print(sorted(m for m in ('torch', 'transformers', 'lightning', 'datasets')"
+        "import sys\n"
+        "from semclip.cli.dataclass_args import build_parser\n"
+        "from semclip.labeling.config import EXAMPLES, PROG, LabelConfig\n"
+        "build_parser(LabelConfig, PROG, EXAMPLES).format_help()\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'lightning', 'datasets')"
         " if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
-def test_default_vlm_matches_the_evaluator():
-    from semclip.labeling.hf_evaluator import DEFAULT_VLM as EVALUATOR_DEFAULT
+def test_yaml_nests_the_vlm_config_or_names_its_fields_flat(tmp_path):
+    from semclip.labeling.config import parse_label_config
 
-    assert DEFAULT_VLM == EVALUATOR_DEFAULT
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("grid: 3\nvlm:\n  mode: generate\n  max_rows: 8\n")
+    config = parse_label_config(["--config", str(nested), "--max-rows", "4"])
+    assert (config.grid, config.vlm.mode, config.vlm.max_rows) == (3, "generate", 4)
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("mode: generate\nmodel: some/vlm\n")
+    config = parse_label_config(["--config", str(flat)])
+    assert (config.vlm.mode, config.vlm.model) == ("generate", "some/vlm")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("vlm:\n  mdoe: generate\n")
+    with pytest.raises(ValueError, match="unknown key.*mdoe.*under vlm"):
+        parse_label_config(["--config", str(bad)])

@@ -54,7 +54,7 @@ def test_semclip_lifts_the_tiny_vlm_that_labelled_it(seed, tmp_path, capsys):
 
 def test_the_answering_vlm_is_built_once_per_seed(tmp_path, capsys, monkeypatch):
     """A rerun reuses the VLM built with the same seed and rebuilds for another seed."""
-    import semclip.models.tiny_vlms.answering as answering
+    import semclip.demo_vlm as answering
     from semclip.demo import build_answering_vlm
 
     built = []

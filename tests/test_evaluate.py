@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from semclip.data.labels import LabelProvenance, LabelSetInfo, ShardWriter, write_info
-from semclip.training import evaluate as ev
+from semclip.evaluation import stored as ev
 
 LETTERS = ["A", "B", "C", "D"]
 

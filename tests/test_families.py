@@ -15,15 +15,19 @@ import torch
 from semclip.data.scienceqa import records_with_images
 from semclip.data.synthetic import SyntheticConfig, build_synthetic
 from semclip.labeling.evaluator import prepare_item
-from semclip.labeling.families import FAMILIES
-from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig
-from semclip.models.tiny_vlms import TINY_VLM_BUILDERS, build_tiny_vlm
+from semclip.labeling.hf_evaluator import HFEvaluator
+from semclip.vlm.config import VLMConfig
+from semclip.vlm.families import FAMILIES, build_tiny_vlm
 
-NAMES = sorted(TINY_VLM_BUILDERS)
+NAMES = sorted(FAMILIES)
 
 
 def test_every_registered_family_has_a_tiny_builder():
-    assert sorted(FAMILIES) == NAMES
+    import importlib
+
+    for family in FAMILIES.values():
+        module, name = family.tiny_builder.split(":")
+        assert callable(getattr(importlib.import_module(module), name)), family.name
 
 
 @pytest.fixture(scope="module", params=NAMES)
@@ -49,7 +53,7 @@ def items():
 
 
 def evaluator(model_dir: str, **kwargs) -> HFEvaluator:
-    return HFEvaluator(HFEvaluatorConfig(model=model_dir, device="cpu", **kwargs), grid=2)
+    return HFEvaluator(VLMConfig(model=model_dir, device="cpu", **kwargs), grid=2)
 
 
 def flat(scores) -> torch.Tensor:
@@ -61,10 +65,10 @@ def reference(ev: HFEvaluator, items) -> torch.Tensor:
     out = []
     with torch.no_grad():
         for item in items:
-            ids = ev.letter_ids(item.letters)
-            for text, images in ev._rows(item):
-                inputs = ev.process([text], [images])
-                logits = ev.model(**inputs).logits[0, -1]
+            ids = ev.vlm.letter_ids(item.letters)
+            for text, images in ev.vlm.question_rows(item):
+                inputs = ev.vlm.process([text], [images])
+                logits = ev.vlm.model(**inputs).logits[0, -1]
                 out.append(torch.log_softmax(logits, -1)[ids])
     return torch.stack(out)
 
@@ -83,7 +87,7 @@ def test_fast_paths_equal_the_full_forward(family_dir, items):
     expected = reference(plain, items)
     torch.testing.assert_close(flat(plain.score(items)), expected, atol=1e-4, rtol=0)
     torch.testing.assert_close(flat(shared.score(items)), expected, atol=1e-4, rtol=0)
-    shared.config.max_rows = 3  # several forwards per question, rows of different lengths
+    shared.vlm.max_rows = 3  # several forwards per question, rows of different lengths
     torch.testing.assert_close(flat(shared.score(items)), expected, atol=1e-4, rtol=0)
     if shared.family.independent_images:
         # the prefix really was shared: no question fell back to whole rows
@@ -95,7 +99,7 @@ def test_fast_paths_equal_the_full_forward(family_dir, items):
 def test_generate_first_step_equals_letter_scores(family_dir, items):
     generator = evaluator(family_dir, mode="generate", max_new_tokens=1)
     # as in some published generation configs (Qwen2-VL: 1.05): the raw logits are what count
-    generator.model.generation_config.repetition_penalty = 1.5
+    generator.vlm.model.generation_config.repetition_penalty = 1.5
     gen = generator.score(items[:1])
     one = evaluator(family_dir).score(items[:1])
     torch.testing.assert_close(flat(gen), flat(one), atol=1e-4, rtol=0)
@@ -105,10 +109,10 @@ def test_generate_first_step_equals_letter_scores(family_dir, items):
 def test_overview_first_and_one_bos(family_dir, items):
     ev = evaluator(family_dir)
     item = items[0]
-    text, images = ev._rows(item)[0]
+    text, images = ev.vlm.question_rows(item)[0]
     assert images[0] is item.overview  # the overview comes first, then the cell
-    given = ev.process([text], [images])
-    swapped = ev.process([text], [images[::-1]])
+    given = ev.vlm.process([text], [images])
+    swapped = ev.vlm.process([text], [images[::-1]])
     differs = [
         k
         for k, v in given.items()
@@ -116,7 +120,7 @@ def test_overview_first_and_one_bos(family_dir, items):
         and (v.shape != swapped[k].shape or not torch.equal(v, swapped[k]))
     ]
     assert differs, "swapping overview and cell must change what the model receives"
-    bos = ev.tokenizer.bos_token_id
+    bos = ev.vlm.tokenizer.bos_token_id
     if bos is not None:
         assert int((given["input_ids"][0] == bos).sum()) == 1
 
@@ -171,7 +175,7 @@ def test_without_torchvision(family, synthetic_dir, tmp_path):
     import subprocess
     import sys
 
-    from semclip.labeling.families import FAMILIES as families
+    from semclip.vlm.families import FAMILIES as families
 
     if families[family].missing_packages():
         pytest.skip(f"{family}'s tiny model cannot be built here without torchvision")
@@ -219,8 +223,8 @@ def test_images_of_different_sizes(family_dir, items):
 
 
 def test_a_question_without_an_exact_prefix_is_scored_whole(tiny_llava_dir, items, monkeypatch):
-    import semclip.labeling.hf_evaluator as module
-    from semclip.labeling.sharing import plan_question
+    import semclip.vlm.shared_prefix as module
+    from semclip.vlm.sharing import plan_question
 
     ev = evaluator(tiny_llava_dir)
     expected = reference(ev, items)
@@ -256,7 +260,7 @@ def test_rows_are_right_padded_whatever_the_processor_default(family, family_dir
 def test_out_of_memory_in_the_prefix_forward_halves_the_group(tiny_llava_dir, items, monkeypatch):
     ev = evaluator(tiny_llava_dir)
     expected = flat(ev.score(items))
-    real = ev._score_group
+    real = ev.shared._score_group
     sizes = []
 
     def picky(group, *args):
@@ -265,7 +269,7 @@ def test_out_of_memory_in_the_prefix_forward_halves_the_group(tiny_llava_dir, it
             raise torch.cuda.OutOfMemoryError("fake")
         return real(group, *args)
 
-    monkeypatch.setattr(ev, "_score_group", picky)
+    monkeypatch.setattr(ev.shared, "_score_group", picky)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     torch.testing.assert_close(flat(ev.score(items)), expected, atol=1e-5, rtol=0)
     assert sizes == [3, 1, 2, 1, 1]

@@ -19,7 +19,8 @@ from semclip.data.images import (
     pad_to_square,
     processor_background,
 )
-from semclip.data.prompts import LLAVA15_SYSTEM, render_input, render_prompt, template_hash
+from semclip.data.prompts import render_prompt, template_hash
+from semclip.vlm.render import LLAVA15_SYSTEM, render_input
 
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 SIGLIP_MEAN = [0.5, 0.5, 0.5]
@@ -102,25 +103,27 @@ def test_labelset_records_the_image_backend_alpha_and_system_line(tiny_llava_dir
     from semclip.labeling.run import _hf_provenance
 
     base = dict(model=tiny_llava_dir, output_dir=str(tmp_path), accelerator="cpu")
-    prov, _ = _hf_provenance(LabelConfig(**base))
+    prov, _ = _hf_provenance(LabelConfig.from_values(**base))
     assert prov.image_backend in ("pil", "torchvision") and prov.alpha == "drop"
-    pil, _ = _hf_provenance(LabelConfig(**base, image_backend="pil"))
+    pil, _ = _hf_provenance(LabelConfig.from_values(**base, image_backend="pil"))
     assert pil.image_backend == "pil"
-    white, _ = _hf_provenance(LabelConfig(**base, image_backend="pil", alpha="white"))
-    bare, _ = _hf_provenance(LabelConfig(**base, image_backend="pil", system_prompt=""))
+    white, _ = _hf_provenance(LabelConfig.from_values(**base, image_backend="pil", alpha="white"))
+    bare, _ = _hf_provenance(LabelConfig.from_values(**base, image_backend="pil", system_prompt=""))
     keys = {pil.resume_key, white.resume_key, bare.resume_key}
     assert len(keys) == 3
 
 
 def test_the_hf_evaluator_renders_the_system_line(tiny_llava_dir):
-    from semclip.data.prompts import LLAVA15_SYSTEM
-    from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig
-    from semclip.labeling.hf_evaluator import parse_answer as used
-    from semclip.labeling.parsing import parse_answer
+    from semclip.labeling.hf_evaluator import HFEvaluator
+    from semclip.vlm.config import VLMConfig
+    from semclip.vlm.parsing import parse_answer
+    from semclip.vlm.render import LLAVA15_SYSTEM
+    from semclip.vlm.runtime import parse_answer as used
 
-    with_line = HFEvaluator(HFEvaluatorConfig(model=tiny_llava_dir, device="cpu"), grid=2)
-    assert with_line.render("Q?", 2) == f"{LLAVA15_SYSTEM} USER: <image>\n<image>\nQ? ASSISTANT:"
-    config = HFEvaluatorConfig(model=tiny_llava_dir, device="cpu", system_prompt="")
-    bare = HFEvaluator(config, grid=2, model=with_line.model)
-    assert bare.render("Q?", 1) == "USER: <image>\nQ? ASSISTANT:"
+    with_line = HFEvaluator(VLMConfig(model=tiny_llava_dir, device="cpu"), grid=2)
+    two = with_line.vlm.render("Q?", 2)
+    assert two == f"{LLAVA15_SYSTEM} USER: <image>\n<image>\nQ? ASSISTANT:"
+    config = VLMConfig(model=tiny_llava_dir, device="cpu", system_prompt="")
+    bare = HFEvaluator(config, grid=2, model=with_line.vlm.model)
+    assert bare.vlm.render("Q?", 1) == "USER: <image>\nQ? ASSISTANT:"
     assert used is parse_answer

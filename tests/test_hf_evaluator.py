@@ -6,7 +6,8 @@ import torch
 from semclip.data.scienceqa import records_with_images
 from semclip.data.synthetic import SyntheticConfig, build_synthetic
 from semclip.labeling.evaluator import prepare_item
-from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig
+from semclip.labeling.hf_evaluator import HFEvaluator
+from semclip.vlm.config import VLMConfig
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def records():
 
 
 def evaluator(model_dir, grid, **kwargs):
-    return HFEvaluator(HFEvaluatorConfig(model=model_dir, device="cpu", **kwargs), grid)
+    return HFEvaluator(VLMConfig(model=model_dir, device="cpu", **kwargs), grid)
 
 
 def flat(scores):
@@ -33,14 +34,16 @@ def test_prefix_shared_batched_equals_full_forward(tiny_llava_dir, records, grid
     reference = flat([plain.score([item])[0] for item in items])  # one by one, no cache
     torch.testing.assert_close(flat(shared.score(items)), reference, atol=1e-4, rtol=0)
     # batched without sharing equals one by one too
-    plain.config.max_rows = 64
+    plain.vlm.max_rows = 64
     torch.testing.assert_close(flat(plain.score(items)), reference, atol=1e-4, rtol=0)
     # and the hand-rolled reference: one plain forward of the full prompt, logits at the end
     item = items[0]
-    inputs = plain.process([plain.render(item.prompt, 2)], [[item.overview, item.cells[1].image]])
+    inputs = plain.vlm.process(
+        [plain.vlm.render(item.prompt, 2)], [[item.overview, item.cells[1].image]]
+    )
     with torch.no_grad():
-        logits = plain.model(**inputs).logits[0, -1]
-    expected = torch.log_softmax(logits, -1)[plain.letter_ids(item.letters)]
+        logits = plain.vlm.model(**inputs).logits[0, -1]
+    expected = torch.log_softmax(logits, -1)[plain.vlm.letter_ids(item.letters)]
     torch.testing.assert_close(reference[1], expected, atol=1e-5, rtol=0)
 
 
@@ -55,17 +58,18 @@ def test_out_of_memory_halves_rows_and_loses_nothing(tiny_llava_dir, records, mo
     items = [prepare_item(r, 2) for r in records]
     ev = evaluator(tiny_llava_dir, 2, max_rows=16)
     expected = flat(ev.score(items))
-    real = ev._logprobs
+    real = ev.vlm.logprobs
 
     def picky(inputs, last=None):
         if inputs["input_ids"].shape[0] > 4:
             raise torch.cuda.OutOfMemoryError("fake")
         return real(inputs, last)
 
-    monkeypatch.setattr(ev, "_logprobs", picky)
+    monkeypatch.setattr(ev.vlm, "logprobs", picky)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     got = ev.score(items)
-    assert ev.config.max_rows == 4
+    assert ev.vlm.max_rows == 4
+    assert ev.config.max_rows == 16  # the caller's config is never changed
     torch.testing.assert_close(flat(got), expected, atol=1e-5, rtol=0)
 
 
@@ -80,14 +84,14 @@ def test_generate_mode_first_step_matches_letter_scoring(tiny_llava_dir, records
 
 def test_letters_are_single_tokens_or_a_clear_error(tiny_llava_dir, tmp_path, records):
     ev = evaluator(tiny_llava_dir, 2)
-    ids = ev.letter_ids(["A", "B", "C", "D"])
+    ids = ev.vlm.letter_ids(["A", "B", "C", "D"])
     assert len(set(ids)) == 4
-    assert ev.tokenizer.convert_ids_to_tokens(ids[0]) == "ĠA"  # " A": the space is part of it
+    assert ev.vlm.tokenizer.convert_ids_to_tokens(ids[0]) == "ĠA"  # " A": the space is part of it
     from semclip.models.tiny import TinyLlavaConfig, build_tiny_llava
 
     poor = build_tiny_llava(tmp_path / "poor", TinyLlavaConfig(vocab_size=262))
     with pytest.raises(ValueError, match="not a single token"):
-        evaluator(str(poor), 2).letter_ids(["A", "B"])
+        evaluator(str(poor), 2).vlm.letter_ids(["A", "B"])
 
 
 def test_pad_to_square_before_the_processor(tiny_llava_dir):
@@ -95,9 +99,9 @@ def test_pad_to_square_before_the_processor(tiny_llava_dir):
 
     ev = evaluator(tiny_llava_dir, 2)
     wide = Image.new("RGB", (64, 16), (255, 0, 0))
-    pixels = ev.process(["<image>"], [[wide]])["pixel_values"][0]  # (3, 32, 32), padded
-    mean = torch.tensor(ev.processor.image_processor.image_mean).view(3, 1)
-    std = torch.tensor(ev.processor.image_processor.image_std).view(3, 1)
+    pixels = ev.vlm.process(["<image>"], [[wide]])["pixel_values"][0]  # (3, 32, 32), padded
+    mean = torch.tensor(ev.vlm.processor.image_processor.image_mean).view(3, 1)
+    std = torch.tensor(ev.vlm.processor.image_processor.image_std).view(3, 1)
     top_row = pixels[:, 0, :] * std + mean
     middle_row = pixels[:, 16, :] * std + mean
     assert torch.allclose(top_row, mean.expand_as(top_row), atol=0.02)  # the padding colour

@@ -236,7 +236,7 @@ def test_push_and_load_back(hub, tiny_clip_dir, synthetic_dir, tmp_path):
     state, endpoint = hub
     labels = tmp_path / "labels"
     run_labeling(
-        LabelConfig(
+        LabelConfig.from_values(
             dataset=synthetic_dir,
             splits=["train"],
             evaluator="simulated",

@@ -11,27 +11,28 @@ from torch.testing import assert_close
 from semclip.data.images import load_image
 from semclip.data.labels import read_info, read_labels
 from semclip.data.scienceqa import load_qa_dataset
-from semclip.inference.evaluate_vlm import VLMEvalConfig, evaluate_with_vlm
+from semclip.evaluation.stored import EvalConfig, evaluate
+from semclip.evaluation.vlm_loop import VLMEvalConfig, evaluate_with_vlm
 from semclip.inference.scorers import DualEncoderScorer, Query, RandomScorer, load_scorer
 from semclip.inference.semclip import SemClip
 from semclip.labeling.config import LabelConfig
-from semclip.labeling.hf_evaluator import HFEvaluator, HFEvaluatorConfig
 from semclip.labeling.run import run_labeling
-from semclip.training.evaluate import EvalConfig, evaluate
+from semclip.vlm.config import VLMConfig
+from semclip.vlm.runtime import VLM
 
 QUESTIONS = 6
 
 
 @pytest.fixture(scope="module")
-def vlm(tiny_llava_dir) -> HFEvaluator:
-    return HFEvaluator(HFEvaluatorConfig(model=tiny_llava_dir, device="cpu"), grid=2)
+def vlm(tiny_llava_dir) -> VLM:
+    return VLM(VLMConfig(model=tiny_llava_dir, device="cpu"))
 
 
 @pytest.fixture(scope="module")
 def llava_labels(tiny_llava_dir, synthetic_dir, tmp_path_factory) -> str:
     """The first test questions labelled by the tiny LLaVA (shared prefixes, the default)."""
     out = tmp_path_factory.mktemp("llava-labels")
-    config = LabelConfig(
+    config = LabelConfig.from_values(
         dataset=synthetic_dir,
         splits=["test"],
         model=tiny_llava_dir,
@@ -111,7 +112,7 @@ def test_vlm_in_the_loop_k1_rows_equal_the_stored_label_evaluation(
     )
     live = evaluate_with_vlm(
         VLMEvalConfig(
-            vlm="tiny",
+            vlm=VLMConfig(model="tiny", device="cpu"),
             dataset=synthetic_dir,
             split="test",
             scorers={"zs": tiny_clip_dir, "rnd": "random:1"},
@@ -119,7 +120,6 @@ def test_vlm_in_the_loop_k1_rows_equal_the_stored_label_evaluation(
             limit=QUESTIONS,
             random_draws=2,
             batch_size=4,
-            device="cpu",
             out_dir=str(tmp_path / "live"),
         ),
         vlm=vlm,
@@ -149,8 +149,8 @@ def test_k2_rows_feed_the_top_two_crops(vlm, synthetic_dir, tiny_clip_dir, tmp_p
     scorer = DualEncoderScorer.load(tiny_clip_dir, device="cpu")
     live = evaluate_with_vlm(
         VLMEvalConfig(
-            vlm="tiny", dataset=synthetic_dir, split="test", scorers={"zs": tiny_clip_dir},
-            ks=[2], limit=4, device="cpu", out_dir=str(tmp_path),
+            vlm=VLMConfig(model="tiny", device="cpu"), dataset=synthetic_dir, split="test",
+            scorers={"zs": tiny_clip_dir}, ks=[2], limit=4, out_dir=str(tmp_path),
         ),
         vlm=vlm,
     )  # fmt: skip

@@ -8,7 +8,7 @@ import yaml
 
 from semclip.data.labels import SCHEMA, read_labels, shard_files
 from semclip.data.synthetic import FEATURES, SyntheticConfig, make_example
-from semclip.labeling.config import LabelConfig, parse_config
+from semclip.labeling.config import LabelConfig, parse_label_config
 from semclip.labeling.run import run_labeling
 from semclip.labeling.simulated import SimulatedEvaluator
 
@@ -25,7 +25,7 @@ def config(dataset, out, **kwargs) -> LabelConfig:
         batch_size=3,
         flush_every=4,
     )
-    return LabelConfig(**{**base, **kwargs})
+    return LabelConfig.from_values(**{**base, **kwargs})
 
 
 def qids(out, split="train"):
@@ -171,7 +171,7 @@ def test_cli_config_file_and_flags(synthetic_dir, tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown key"):
         bad = tmp_path / "bad.yaml"
         bad.write_text("gird: 2\n")
-        parse_config(["--config", str(bad)])
+        parse_label_config(["--config", str(bad)])
 
 
 def test_hf_evaluator_through_the_job(synthetic_dir, tiny_llava_dir, tmp_path):
@@ -220,7 +220,8 @@ class AlwaysA:
 
     def __init__(self, config):
         self.provenance = LabelProvenance(
-            "my-rule/always-a", "v1", "none", "answer", config.grid, template_hash(config.template)
+            "my-rule/always-a", "v1", "none", "answer", config.grid,
+            template_hash(config.vlm.template),
         )
 
     def score(self, items):

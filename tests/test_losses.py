@@ -5,13 +5,13 @@ import math
 import torch
 from torch.testing import assert_close
 
+from semclip.evaluation.metrics import RankingMetrics, ranking_stats
 from semclip.training.losses import (
     ListwiseSoftmaxLoss,
     MarginRankingLoss,
     SoftLabelKLLoss,
     build_loss,
 )
-from semclip.training.metrics import RankingMetrics, ranking_stats
 
 
 def test_margin_ranking_by_hand():

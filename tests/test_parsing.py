@@ -9,7 +9,7 @@ is the target. ``parse_answer`` returns the letter that would be scored right, e
 import pytest
 
 from semclip.data.labels import UNPARSED
-from semclip.labeling.parsing import parse_answer
+from semclip.vlm.parsing import parse_answer
 
 LETTERS = ["A", "B", "C", "D"]
 

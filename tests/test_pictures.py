@@ -3,8 +3,8 @@
 from PIL import Image
 
 from semclip.data.visualize import GAP, PICK, RELEVANT, RIGHT, WRONG, contact_sheet, draw_grid
+from semclip.evaluation.chart import BASELINE, SELECTED, bar_chart
 from semclip.models.selector import Selection, selection_picture
-from semclip.training.evaluate import BASELINE, SELECTED, bar_chart
 
 COLOURS = [(34, 160, 50), (240, 120, 180), (20, 60, 230), (250, 210, 20)]  # green, pink, ...
 

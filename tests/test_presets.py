@@ -20,9 +20,9 @@ from semclip.data.scienceqa import (
     question_id,
     source_records,
 )
+from semclip.evaluation.stored import EvalConfig, evaluate
 from semclip.labeling.config import LabelConfig
 from semclip.labeling.run import run_labeling
-from semclip.training.evaluate import EvalConfig, evaluate
 
 IMAGE = datasets.Image()
 TEXT = datasets.Value("string")
@@ -213,7 +213,7 @@ def test_preset_reads_labels_and_evaluates(preset, tmp_path, tiny_llava_dir):
     assert [(r["choices"], r["answer"]) for r in ds] == [e[:2] for e in EXPECTED[preset]]
     assert all(isinstance(r["question"], str) and isinstance(r["hint"], str) for r in ds)
     out = tmp_path / "labels"
-    config = LabelConfig(
+    config = LabelConfig.from_values(
         dataset=str(folder), preset=preset, splits=[split], grid=2, evaluator="hf",
         model=tiny_llava_dir, dtype="float32", output_dir=str(out), accelerator="cpu",
         progress=False,
@@ -241,7 +241,7 @@ def test_a_scorer_is_evaluated_through_the_recorded_mapping(
 ):
     split = mmbench(tmp_path / "copy")
     out = tmp_path / "labels"
-    config = LabelConfig(
+    config = LabelConfig.from_values(
         dataset=str(tmp_path / "copy"), preset="lmms-lab/MMBench", splits=[split], grid=2,
         evaluator="hf", model=tiny_llava_dir, dtype="float32", output_dir=str(out),
         accelerator="cpu", progress=False,

@@ -246,7 +246,21 @@ def test_scores_and_loss_stay_fp32_under_bf16_autocast(tiny_clip_dir):
     expected = scorer.logit_scale * torch.einsum("bd,bcd->bc", text, images)  # fp32, no autocast
     assert_close(scores, expected, atol=1e-5, rtol=1e-6)
     assert (scores != scores.bfloat16().float()).any()  # not on bf16's grid of values
-    assert module.scorer.grid == 2  # noted from the batch: 4 cells a question
+    assert module.scorer.grid is None  # a forward guesses no grid from a shape
+
+
+def test_the_grid_comes_from_the_label_set(small_labels, tiny_clip_dir):
+    """The datamodule gives the module the label set's grid before any batch is seen."""
+    import lightning.pytorch as pl
+
+    module = ScorerModule(model=tiny_clip_dir)
+    datamodule = ScorerDataModule(labels_dir=small_labels, batch_size=2)
+    trainer = pl.Trainer(
+        accelerator="cpu", max_epochs=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(module, datamodule)  # no epoch: no batch to guess from
+    assert datamodule.grid == module.scorer.grid == 2
 
 
 def test_export_keeps_the_text_mode_and_grid(small_labels, tiny_clip_dir, tmp_path):
