@@ -80,19 +80,13 @@ def check_args(args: argparse.Namespace) -> None:
     for flag, name in (("--vlm", args.vlm), ("--scorer", args.scorer)):
         if name and looks_local(name) and not Path(name).expanduser().is_dir():
             raise ValueError(f"{flag} {name}: no such folder")
-    if args.grid is not None and not 1 <= args.grid <= 8:
-        raise ValueError(f"--grid must be in 1..8, got {args.grid}")
+    check_vlm_flags(args)
     if args.grid is not None and args.k > args.grid**2:
         raise ValueError(f"--k {args.k}: a {args.grid}x{args.grid} grid has {args.grid**2} cells")
     if args.k < 0 or (args.k > 0 and args.scorer is None):
         raise ValueError("--k needs --scorer (leave both out, or --k 0, for the plain VLM)")
-    if args.mode not in ("logprob", "generate"):
-        raise ValueError(f"--mode must be logprob or generate, got {args.mode!r}")
-    if args.dtype not in ("auto", "bfloat16", "float16", "float32"):
-        raise ValueError(f"--dtype must be auto, bfloat16, float16 or float32, got {args.dtype!r}")
     if len(args.choices) > 26:
         raise ValueError(f"--choices: {len(args.choices)} options, but only 26 letters exist")
-    check_vlm_flags(args)
     out = Path(args.out).expanduser().resolve().parent
     while not out.exists():
         out = out.parent

@@ -203,16 +203,12 @@ def _check_vlm_args(args: argparse.Namespace, scorers: dict[str, str]) -> dict[s
     if not args.dataset:
         raise ValueError("--vlm needs --dataset (a hub id, folder or parquet files)")
     args.grid = args.grid or 2
-    if not 1 <= args.grid <= 8:
-        raise ValueError(f"--grid must be in 1..8, got {args.grid}")
+    check_vlm_flags(args)
     args.k = args.k or [1, 2]
     if too_big := [k for k in args.k if k > args.grid**2]:
         raise ValueError(f"--k {too_big[0]}: a {args.grid}x{args.grid} grid has 1..{args.grid**2}")
-    if args.mode not in ("logprob", "generate"):
-        raise ValueError(f"--mode must be logprob or generate, got {args.mode!r}")
     if args.random_draws < 1:
         raise ValueError(f"--random-draws must be >= 1, got {args.random_draws}")
-    check_vlm_flags(args)
     check_device(args.device)
     if looks_local(args.vlm) and not Path(args.vlm).expanduser().is_dir():
         raise ValueError(f"--vlm {args.vlm}: no such folder")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from semclip.data.grid import MAX_GRID, MIN_GRID
 from semclip.data.images import ALPHA_MODES
-from semclip.vlm.config import IMAGE_BACKENDS
+from semclip.vlm.config import DTYPES, IMAGE_BACKENDS, MODES
 from semclip.vlm.render import PROMPT_FORMATS
 
 #: The flags, as ``VLMConfig`` field names.
@@ -31,14 +32,20 @@ def add_vlm_flags(group) -> None:
 
 
 def check_vlm_flags(args: argparse.Namespace) -> None:
-    """A ``ValueError`` naming the flag for a value the VLM runtime would refuse."""
+    """A ``ValueError`` naming the flag for a value the VLM runtime would refuse (and a grid out
+    of range)."""
     allowed = {
+        "mode": MODES,
+        "dtype": DTYPES,
         "prompt_format": PROMPT_FORMATS,
         "image_backend": IMAGE_BACKENDS,
         "alpha": ALPHA_MODES,
     }
+    grid = getattr(args, "grid", None)
+    if grid is not None and not MIN_GRID <= grid <= MAX_GRID:
+        raise ValueError(f"--grid must be in {MIN_GRID}..{MAX_GRID}, got {grid}")
     for name, values in allowed.items():
-        value = getattr(args, name)
+        value = getattr(args, name, None)
         if value is not None and value not in values:
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"{flag} must be one of {', '.join(values)}, got {value!r}")

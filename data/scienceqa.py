@@ -2,10 +2,14 @@
 the records of every source row.
 
 A dataset is a hub id (``derek-thomas/ScienceQA`` by default), a ``save_to_disk`` folder, parquet
-file(s) or a folder of them; its columns are read through a :class:`~semclip.data.presets.ColumnMap`
+file(s) or a folder of them; its columns are read through a :class:`~semclip.data.columns.ColumnMap`
 (a preset by hub id, or one given by hand), so ScienceQA, MMBench, SEED-Bench, MMStar, POPE,
 V* Bench, A-OKVQA or any other multiple-choice set reads the same way. Images are kept undecoded
 (``Image(decode=False)``) so a single corrupt image is a recorded skip, never the end of a run.
+
+Longer than 400 lines on purpose: it is the one reader of every source form (hub id,
+``save_to_disk`` folder, parquet files or folders, a label set's recorded source), and its parts
+share one normalised row, one set of errors and the stable question ids.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ if TYPE_CHECKING:  # ``datasets`` takes seconds to import: loaded only when a da
 
     from semclip.data.labels import LabelSetInfo
 
+from semclip.data.columns import ColumnMap
 from semclip.data.hub import looks_local, probe_hub
-from semclip.data.presets import SCIENCEQA, ColumnMap, resolve_columns
+from semclip.data.presets import SCIENCEQA, resolve_columns
 
 logger = logging.getLogger(__name__)
 

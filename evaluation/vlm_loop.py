@@ -31,8 +31,8 @@ from typing import Any
 
 import torch
 
+from semclip.data.columns import ColumnMap
 from semclip.data.images import DEFAULT_MAX_PIXELS
-from semclip.data.presets import ColumnMap
 from semclip.data.scienceqa import dataset_identity, load_qa_dataset, source_records
 from semclip.evaluation.chart import bar_chart
 from semclip.evaluation.metrics import RankingMetrics
@@ -60,7 +60,7 @@ class VLMEvalConfig:
     split: str = "test"
     """Split to evaluate on."""
     columns: ColumnMap | str | None = None
-    """Column mapping (``semclip.data.presets``) or preset hub id; ``None``: the dataset's own
+    """Column mapping (``semclip.data.columns``) or preset hub id; ``None``: the dataset's own
     preset, else the ScienceQA columns."""
     scorers: dict[str, str] = field(default_factory=dict)
     """Row name -> scorer (exported folder or hub id, ``vlm-psi``)."""

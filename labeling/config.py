@@ -13,9 +13,10 @@ from typing import Any
 import yaml
 
 from semclip.cli.dataclass_args import config_from_values, parse_config
+from semclip.data.columns import ColumnMap
 from semclip.data.grid import MAX_GRID, MIN_GRID, check_grid
 from semclip.data.images import DEFAULT_MAX_PIXELS
-from semclip.data.presets import ColumnMap, parse_columns, resolve_columns
+from semclip.data.presets import parse_columns, resolve_columns
 from semclip.data.scienceqa import DEFAULT_DATASET, check_local_source
 from semclip.vlm.config import DEFAULT_VLM, VLMConfig
 

@@ -11,8 +11,9 @@ import datasets
 import pytest
 from PIL import Image
 
+from semclip.data.columns import ColumnMap, split_options
 from semclip.data.labels import read_info, read_labels
-from semclip.data.presets import PRESETS, SCIENCEQA, ColumnMap, resolve_columns, split_options
+from semclip.data.presets import PRESETS, SCIENCEQA, resolve_columns
 from semclip.data.scienceqa import (
     MissingFieldsError,
     load_qa_dataset,
