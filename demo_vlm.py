@@ -162,7 +162,7 @@ class EncodedQuestion:
 
 
 def encode_question(processor, row: dict, grid: int) -> EncodedQuestion:
-    """Encode one synthetic row with the LLaVA processor, as ``HFEvaluator`` builds its rows."""
+    """Encode one synthetic row with the LLaVA processor, as the VLM runtime builds its rows."""
     background = processor_background(processor.image_processor)
     image = load_image(row["image"])
     views = [pad_to_square(image, background)]
