@@ -207,7 +207,7 @@ def _write(config, vlm, tally, labelled, all_scores, skipped) -> dict[str, Any]:
         "vlm": vlm.config.model,
         "mode": vlm.config.mode,
         "family": vlm.family.name,
-        "vlm_config": vlm.config.to_dict(),
+        "vlm_config": vlm.config.as_used(vlm.prompt_format).to_dict(),
         "grid_n": config.grid,
         "questions": len(labelled),
         "left_out": dict(skipped),

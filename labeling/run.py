@@ -44,7 +44,7 @@ from semclip.labeling.evaluator import Evaluator, LabelItem, Skip, label_row, pr
 from semclip.labeling.hf_evaluator import HFEvaluator, provenance_for
 from semclip.labeling.simulated import SimulatedConfig, SimulatedEvaluator
 from semclip.vlm.config import VLMConfig
-from semclip.vlm.families import family_for, require_packages
+from semclip.vlm.families import family_for, require_packages, resolve_prompt_format
 from semclip.vlm.loading import load_processor, model_type
 from semclip.vlm.shared_prefix import shares_prefix
 
@@ -269,7 +269,7 @@ def run_labeling(config: LabelConfig, evaluator: Evaluator | None = None) -> dic
             sharing = {
                 "family": evaluator.family.name,
                 "prefix_sharing": evaluator.prefix_sharing,
-                "vlm": evaluator.config.to_dict(),
+                "vlm": evaluator.config.as_used(evaluator.vlm.prompt_format).to_dict(),
             }
     else:
         provenance, sharing = _hf_provenance(config)
@@ -361,5 +361,5 @@ def _hf_provenance(config: LabelConfig) -> tuple[LabelProvenance, dict[str, Any]
     return provenance, {
         "family": family.name,
         "prefix_sharing": shares_prefix(vlm, family),
-        "vlm": vlm.to_dict(),
+        "vlm": vlm.as_used(resolve_prompt_format(vlm.prompt_format, family)).to_dict(),
     }

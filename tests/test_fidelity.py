@@ -127,3 +127,25 @@ def test_the_hf_evaluator_renders_the_system_line(tiny_llava_dir):
     bare = HFEvaluator(config, grid=2, model=with_line.vlm.model)
     assert bare.vlm.render("Q?", 1) == "USER: <image>\nQ? ASSISTANT:"
     assert used is parse_answer
+
+
+def test_a_chat_template_family_records_no_system_line(synthetic_dir, tmp_path):
+    """labelset.json keeps what the VLM saw: the llava15 system line only where it is shown."""
+    from semclip.data.labels import read_info
+    from semclip.labeling.config import LabelConfig
+    from semclip.labeling.run import run_labeling
+    from semclip.vlm.config import VLMConfig
+    from semclip.vlm.families import build_tiny_vlm
+    from semclip.vlm.render import LLAVA15_SYSTEM
+
+    model = build_tiny_vlm("llava_next", tmp_path / "llava_next")
+    for fmt, system in (("auto", ""), ("llava15", LLAVA15_SYSTEM)):
+        out = tmp_path / f"labels-{fmt}"
+        config = LabelConfig.from_values(
+            dataset=synthetic_dir, splits=["test"], limit=1, model=str(model), prompt_format=fmt,
+            output_dir=str(out), accelerator="cpu", progress=False,
+        )  # fmt: skip
+        run_labeling(config)
+        recorded = VLMConfig.from_dict(read_info(out).vlm)
+        expected = "chat_template" if fmt == "auto" else "llava15"
+        assert (recorded.prompt_format, recorded.system_prompt) == (expected, system)

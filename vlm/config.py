@@ -10,7 +10,7 @@ Light imports only (no torch, transformers): command lines build their flags fro
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from semclip.data.images import ALPHA_MODES, DEFAULT_ALPHA
@@ -81,6 +81,13 @@ class VLMConfig:
             raise ValueError(f"--image-backend must be one of {', '.join(IMAGE_BACKENDS)}")
         if self.alpha not in ALPHA_MODES:
             raise ValueError(f"--alpha must be one of {', '.join(ALPHA_MODES)}")
+
+    def as_used(self, prompt_format: str) -> VLMConfig:
+        """This config as the VLM uses it with the resolved ``prompt_format`` (``llava15`` or
+        ``chat_template``): a chat template never shows ``system_prompt``, so it is left empty
+        (a label set records what the VLM saw, not a default it ignored)."""
+        system = self.system_prompt if prompt_format == "llava15" else ""
+        return replace(self, prompt_format=prompt_format, system_prompt=system)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a label set stores it (no device)."""
