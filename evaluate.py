@@ -18,6 +18,7 @@ from pathlib import Path
 from semclip.cli.errors import OneLineParser, check_device, take_debug_flag, user_error
 from semclip.cli.vlm_flags import add_vlm_flags, check_vlm_flags, vlm_options
 from semclip.data.hub import looks_local
+from semclip.evaluation.tables import check_scorer_names
 
 PROG = "semclip-evaluate"
 
@@ -144,6 +145,7 @@ def check_args(args: argparse.Namespace) -> dict[str, str]:
             raise ValueError(f"--scorer wants NAME=PATH (e.g. trained=runs/x/export), got {item!r}")
         if name in scorers:
             raise ValueError(f"--scorer {name} given twice: give each scorer its own NAME")
+        check_scorer_names([name])
         if looks_local(path) and not Path(path).expanduser().is_dir():
             raise ValueError(
                 f"--scorer {item}: no such folder (give an exported scorer folder, e.g. "

@@ -33,8 +33,8 @@ from semclip.data.images import ImageError, load_image
 from semclip.data.labels import read_info, read_labels
 from semclip.data.scienceqa import labelled_source_args, load_qa_dataset, question_id
 from semclip.evaluation.chart import bar_chart
-from semclip.evaluation.metrics import RankingMetrics
-from semclip.evaluation.tables import ROW_MEANINGS, stored_table
+from semclip.evaluation.metrics import RankingMetrics, top1_expected
+from semclip.evaluation.tables import ROW_MEANINGS, check_scorer_names, stored_table
 from semclip.models.scorer import scorer_text
 from semclip.models.selector import Selector
 
@@ -93,11 +93,16 @@ def baseline_rows(rows: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
 def scorer_rows(
     name: str, scores: torch.Tensor, rows: Sequence[dict[str, Any]], ks: Sequence[int]
 ) -> dict[str, list[float]]:
-    """Per-question correctness of a scorer's top-1 cell, and "top-k any" for k > 1."""
+    """Per-question correctness of a scorer's top-1 cell (cells tied for the best score count as
+    a uniformly random pick among them, as the hit rate does), and "top-k any" for k > 1."""
     out = {}
     for k in ks:
+        if k == 1:
+            correct = torch.tensor([r["cell_correct"] for r in rows], dtype=torch.float)
+            out[name] = top1_expected(scores, correct).tolist()
+            continue
         top = torch.topk(scores, k, dim=1).indices.tolist()
-        label = name if k == 1 else f"{name} top-{k} any"
+        label = f"{name} top-{k} any"
         out[label] = [float(any(r["cell_correct"][i] for i in t)) for r, t in zip(rows, top)]
     return out
 
@@ -157,6 +162,7 @@ def score_split(
 
 def evaluate(config: EvalConfig) -> dict[str, Any]:
     """Compute every row; write results.json, table.md and accuracy.png to ``config.out_dir``."""
+    check_scorer_names(config.scorers)
     info = read_info(config.labels_dir)
     key = info.provenance.resume_key if info else None
     rows = [

@@ -3,9 +3,31 @@ stored labels (:func:`stored_table`) and with the VLM in the loop (:func:`vlm_ta
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
 PLAIN, MAJORITY, ORACLE = "plain VLM (k=0)", "majority vote (k=1)", "oracle (k=1)"
+
+#: Names of the scorer-free rows (both tables): a scorer may not take one, or its row and the
+#: baseline's would be one key and one of them silently wrong.
+RESERVED = ("overview only", "random crop", "majority vote", "oracle", "plain VLM", "random")
+_GENERATED = re.compile(r"\(k=\d+\)| top-\d+ any")
+
+
+def check_scorer_names(names: Iterable[str]) -> None:
+    """A ``ValueError`` naming ``--scorer`` for a scorer name that would collide with another
+    row of the table: a baseline's name (any case) or a suffix the tables add (``(k=2)``,
+    ``top-2 any``)."""
+    for name in names:
+        clash = next((r for r in RESERVED if name.strip().lower() == r.lower()), None)
+        if clash is not None or _GENERATED.search(name) or not name.strip():
+            raise ValueError(
+                f"--scorer {name}=...: {name!r} would collide with a row of the table (reserved: "
+                f"{', '.join(RESERVED)}, and the suffixes '(k=N)' and 'top-N any'): give the "
+                "scorer another NAME, e.g. rnd=random:1"
+            )
+
 
 ROW_MEANINGS = {
     "overview only": "the VLM on the overview alone, no crop",

@@ -35,9 +35,9 @@ from semclip.data.columns import ColumnMap
 from semclip.data.images import DEFAULT_MAX_PIXELS
 from semclip.data.scienceqa import dataset_identity, load_qa_dataset, source_records
 from semclip.evaluation.chart import bar_chart
-from semclip.evaluation.metrics import RankingMetrics
+from semclip.evaluation.metrics import RankingMetrics, top1_expected
 from semclip.evaluation.stored import baseline_rows
-from semclip.evaluation.tables import MAJORITY, ORACLE, PLAIN, vlm_table
+from semclip.evaluation.tables import MAJORITY, ORACLE, PLAIN, check_scorer_names, vlm_table
 from semclip.inference.scorers import CellScorer, Query, load_scorer
 from semclip.inference.semclip import Prepared, SemClip
 from semclip.labeling.evaluator import LabelItem, label_row, prepare_item
@@ -80,6 +80,7 @@ class VLMEvalConfig:
     """Where results.json, table.md and accuracy.png go."""
 
     def validate(self) -> None:
+        check_scorer_names(self.scorers)
         if any(k < 1 or k > self.grid**2 for k in self.ks):
             raise ValueError(f"--k: a {self.grid}x{self.grid} grid has 1..{self.grid**2} cells")
         if self.random_draws < 1 or self.batch_size < 1:
@@ -148,10 +149,11 @@ def evaluate_with_vlm(config: VLMEvalConfig, vlm: VLM | None = None) -> dict[str
             scores = scorer.cell_scores(queries, config.grid)
             all_scores[name].append(scores)
             for k in config.ks:
-                top = torch.topk(scores, k, dim=1).indices.tolist()
-                if k == 1:  # the labelled cell row is exactly this input
-                    tally.add(f"{name} (k=1)", [r["cell_correct"][t[0]] for r, t in zip(rows, top)])
-                else:
+                if k == 1:  # the labelled cell rows are exactly these inputs (ties: their mean)
+                    correct = torch.tensor([r["cell_correct"] for r in rows], dtype=torch.float)
+                    tally.add(f"{name} (k=1)", top1_expected(scores, correct).tolist())
+                else:  # ties broken by cell index: the VLM is shown one set of crops
+                    top = torch.topk(scores, k, dim=1).indices.tolist()
                     tally.add(f"{name} (k={k})", _correct(semclip, views, top, rows))
         for k in (k for k in config.ks if k > 1):
             draws = [

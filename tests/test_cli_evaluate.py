@@ -158,3 +158,30 @@ def test_table_has_one_unit_a_column_and_a_legend():
     assert "- oracle: some cell is right" in table
     assert "- trained: the cell scorer `trained` (`runs/x/export`) ranks highest" in table
     assert "- trained top-2 any: some of the 2 cells" in table
+
+
+@pytest.mark.parametrize(
+    "scorer", ["oracle=openai/clip", "Random Crop=openai/clip", "x top-2 any=openai/clip"]
+)
+def test_a_scorer_named_like_a_row_is_refused(capsys, label_set, scorer):
+    """A scorer called like a baseline row would share its key in the table: refused."""
+    err = one_line_error(capsys, ["--labels-dir", str(label_set), "--scorer", scorer])
+    assert "collide" in err and "another NAME" in err
+
+
+def test_a_vlm_scorer_named_random_is_refused(capsys, tmp_path):
+    err = one_line_error(
+        capsys, ["--vlm", str(tmp_path), "--dataset", str(tmp_path), "--scorer", "random=random:1"]
+    )
+    assert "--scorer random=...: 'random' would collide" in err
+
+
+def test_library_configs_refuse_colliding_names_too(label_set):
+    from semclip.evaluation.stored import EvalConfig, evaluate
+    from semclip.evaluation.vlm_loop import VLMEvalConfig
+    from semclip.vlm.config import VLMConfig
+
+    with pytest.raises(ValueError, match="collide"):
+        evaluate(EvalConfig(labels_dir=str(label_set), scorers={"oracle": "x"}))
+    with pytest.raises(ValueError, match="collide"):
+        VLMEvalConfig(VLMConfig(), dataset="d", scorers={"random": "random:1"}).validate()

@@ -104,6 +104,39 @@ def test_ranking_metrics_by_hand():
     assert_close(out["pairwise_accuracy"], torch.tensor(4 / 7))
 
 
+def test_ties_count_as_a_random_order_in_every_metric():
+    """One rule for ties: the expected value over uniformly random orders of the tied cells."""
+    import itertools
+
+    from semclip.evaluation.metrics import top1_expected
+
+    cases = [
+        ([0.0, 0.0, 0.0, 0.0], [True, False, False, False]),  # a constant scorer
+        ([1.0, 1.0, 0.0, 0.0], [False, True, True, False]),
+        ([0.5, 0.2, 0.2, 0.2], [False, True, False, True]),
+        ([0.2, 0.2, 0.9, 0.2], [True, True, False, True]),
+    ]
+    for raw, flags in cases:
+        scores, labels = torch.tensor([raw]), torch.tensor([flags])
+        # by brute force: every order of the cells consistent with the scores, equally likely
+        orders = [o for o in itertools.permutations(range(4))
+                  if all(raw[a] >= raw[b] for a, b in zip(o, o[1:]))]  # fmt: skip
+        hit = sum(flags[o[0]] for o in orders) / len(orders)
+        mrr = sum(1 / (1 + next(i for i, c in enumerate(o) if flags[c])) for o in orders)
+        metric = RankingMetrics()
+        metric.update(scores, labels)
+        out = metric.compute()
+        assert_close(out["hit_rate"], torch.tensor(float(hit)))
+        assert_close(out["mrr"], torch.tensor(mrr / len(orders)))
+        assert_close(top1_expected(scores, labels.float()), torch.tensor([float(hit)]))
+    # the constant scorer is a random pick: hit rate 1/4, MRR (1 + 1/2 + 1/3 + 1/4) / 4
+    metric = RankingMetrics()
+    metric.update(torch.zeros(1, 4), torch.tensor([[True, False, False, False]]))
+    out = metric.compute()
+    assert_close(out["hit_rate"], torch.tensor(0.25))
+    assert_close(out["mrr"], torch.tensor((1 + 1 / 2 + 1 / 3 + 1 / 4) / 4))
+
+
 def test_losses_are_fp32_on_bf16_scores():
     # bf16 holds these scores exactly (steps of 0.0625 between 8 and 16, 0.5 between 64 and 128),
     # but a bf16 loss would round its result to 8 bits of mantissa (2 / 3 -> 0.66796875)
