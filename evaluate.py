@@ -101,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", help="device for the scorers, e.g. cpu or cuda:0 (default: cuda if present)"
     )
     vlm = parser.add_argument_group("with --vlm")
-    vlm.add_argument("--grid", type=int, help="grid n (default: the label set's, else 2)")
+    vlm.add_argument(
+        "--grid",
+        type=int,
+        help="grid n (default: the label set's, else the grid the scorers were trained on, else 2)",
+    )
     vlm.add_argument(
         "--preset",
         help="column preset by hub id (e.g. lmms-lab/MMBench) for a local copy (default: the "
@@ -115,9 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--random-draws", type=int, default=4, help="draws per question for random k>=2 (4)"
     )
     vlm.add_argument("--seed", type=int, default=0, help="seed of the random draws (default: 0)")
-    vlm.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
-    vlm.add_argument("--mode", default="logprob", help="logprob (default) or generate")
+    vlm.add_argument("--dtype", help="auto, bfloat16, float16 or float32 (default: auto)")
+    vlm.add_argument("--mode", help="logprob or generate (default: the label set's, else logprob)")
+    vlm.add_argument(
+        "--max-pixels", type=int, help="largest image (width * height) (default: the label set's)"
+    )
     add_vlm_flags(vlm)
+    vlm.add_argument(
+        "--force",
+        action="store_true",
+        help="run even where a flag contradicts the label set (--labels-dir) or a scorer's "
+        "training grid; the table says which",
+    )
     parser.add_argument(
         "--out-dir",
         default="eval",
@@ -184,8 +197,27 @@ def check_args(args: argparse.Namespace) -> dict[str, str]:
     return scorers
 
 
+#: Flags that decide what the VLM is shown: with --labels-dir they default to the label set's,
+#: and one that contradicts it is refused unless --force (then the table names it).
+SEEN_FLAGS = ("mode", "revision", "prompt_format", "system_prompt", "image_backend", "alpha")
+
+
+def _inherit(args: argparse.Namespace, name: str, recorded, flag: str | None = None) -> None:
+    """Fill ``args.name`` from the label set, or note a contradiction (``args.forced``)."""
+    given = getattr(args, name, None)
+    if recorded is None or given is None:
+        setattr(args, name, recorded if given is None else given)
+        return
+    if given != recorded:
+        flag = flag or "--" + name.replace("_", "-")
+        args.forced.append(f"{flag} {given!r} (label set: {recorded!r})")
+
+
 def _check_vlm_args(args: argparse.Namespace, scorers: dict[str, str]) -> dict[str, str]:
-    """``--vlm`` runs: the dataset and grid (from the label set when given), k and the model."""
+    """``--vlm`` runs: what the VLM is shown (from the label set when given: a flag that
+    contradicts it needs --force), the dataset, the grid (the label set's, else the scorers'),
+    k and the model."""
+    args.forced = []
     if args.labels_dir is not None:
         from semclip.data.labels import read_info
 
@@ -197,14 +229,30 @@ def _check_vlm_args(args: argparse.Namespace, scorers: dict[str, str]) -> dict[s
         if info.vlm is not None:  # show the VLM what labeling showed it
             from semclip.vlm.config import VLMConfig
 
-            for name, value in VLMConfig.from_dict(info.vlm).seen().items():
-                if name != "model" and getattr(args, name, None) is None:
-                    setattr(args, name, value)
+            recorded = VLMConfig.from_dict(info.vlm)
+            for name in SEEN_FLAGS:
+                _inherit(args, name, getattr(recorded, name))
+            args.template = recorded.template
+        _inherit(args, "max_pixels", info.max_pixels)
         args.dataset = args.dataset or info.dataset
-        args.grid = args.grid or info.provenance.grid_n
+        _inherit(args, "grid", info.provenance.grid_n)
+    trained = _scorer_grids(scorers)
+    if args.grid is None and trained:
+        args.grid = trained[0][1]
+    args.grid = args.grid or 2
+    args.forced += [
+        f"--scorer {name}: trained on a {n}x{n} grid, evaluated on {args.grid}x{args.grid}"
+        for name, n in trained
+        if n != args.grid
+    ]
+    if args.forced and not args.force:
+        raise ValueError(
+            f"{args.forced[0]}: this contradicts what the labels or the scorer were made with, "
+            "so the table would not measure them; drop the flag, or pass --force to run anyway "
+            "(the table says so)"
+        )
     if not args.dataset:
         raise ValueError("--vlm needs --dataset (a hub id, folder or parquet files)")
-    args.grid = args.grid or 2
     check_vlm_flags(args)
     args.k = args.k or [1, 2]
     if too_big := [k for k in args.k if k > args.grid**2]:
@@ -224,6 +272,20 @@ def _check_vlm_args(args: argparse.Namespace, scorers: dict[str, str]) -> dict[s
         columns = resolve_columns(args.preset, args.dataset)
         args.columns = parse_columns(args.columns, columns) if args.columns else columns
     return scorers
+
+
+def _scorer_grids(scorers: dict[str, str]) -> list[tuple[str, int]]:
+    """(name, grid) of each scorer folder whose export records its training grid."""
+    from semclip.models.scorer import SCORER_SETTINGS
+
+    out = []
+    for name, path in scorers.items():
+        settings = Path(path).expanduser() / SCORER_SETTINGS
+        if looks_local(path) and settings.is_file():
+            grid = json.loads(settings.read_text(encoding="utf-8")).get("grid")
+            if grid:
+                out.append((name, int(grid)))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,13 +326,20 @@ def _run_stored(args: argparse.Namespace, scorers: dict[str, str]) -> dict:
 
 
 def _run_vlm(args: argparse.Namespace, scorers: dict[str, str]) -> dict:
+    from semclip.data.images import DEFAULT_MAX_PIXELS
     from semclip.evaluation.vlm_loop import VLMEvalConfig, evaluate_with_vlm
     from semclip.vlm.config import VLMConfig
     from semclip.vlm.loading import check_model_available
 
     check_model_available(args.vlm, flag="--vlm")
+    shown = {"template": args.template} if getattr(args, "template", None) else {}
     vlm = VLMConfig(
-        model=args.vlm, device=args.device, dtype=args.dtype, mode=args.mode, **vlm_options(args)
+        model=args.vlm,
+        device=args.device,
+        dtype=args.dtype or "auto",
+        mode=args.mode or "logprob",
+        **vlm_options(args),
+        **shown,
     )
     config = VLMEvalConfig(
         vlm=vlm,
@@ -284,6 +353,9 @@ def _run_vlm(args: argparse.Namespace, scorers: dict[str, str]) -> dict:
         seed=args.seed,
         limit=args.limit,
         batch_size=args.batch_size,
+        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+        force=args.force,
+        forced=args.forced,
         out_dir=args.out_dir,
     )
     return evaluate_with_vlm(config)

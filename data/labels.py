@@ -104,6 +104,9 @@ class LabelSetInfo:
     columns: dict[str, Any] | None = None
     """The column mapping the source was read through (``ColumnMap.to_dict()``); ``None`` in label
     sets made before mappings existed (read as the source's preset or the ScienceQA columns)."""
+    max_pixels: int | None = None
+    """The largest image (width * height) the labeling accepted (larger ones were skipped);
+    ``None`` in label sets that did not record it."""
     vlm: dict[str, Any] | None = None
     """The VLM config the labels were made with (``semclip.vlm.config.VLMConfig.to_dict()``:
     model, revision, mode, prompt format, system line, image backend, transparency, template,

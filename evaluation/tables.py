@@ -126,4 +126,10 @@ def vlm_table(results: dict[str, Any]) -> str:
         f"such cell (0-1); both on the {results['rankable_questions']} questions with both a "
         "right and a wrong cell.\n\n" + "\n".join(legend) + "\n"
     )
+    if results.get("forced"):
+        note += (
+            "\n**Run with --force against the label set or a scorer:** "
+            + "; ".join(results["forced"])
+            + ". These rows do not measure what the labels or the scorer were made with.\n"
+        )
     return "\n".join(lines) + "\n" + note

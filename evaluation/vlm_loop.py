@@ -76,6 +76,13 @@ class VLMEvalConfig:
     """Evaluate at most this many questions (the first ones)."""
     batch_size: int = 8
     """Questions per batch."""
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    """Largest image (width * height) accepted; keep the label set's."""
+    force: bool = False
+    """Run even when a scorer was trained on another grid (the results say so)."""
+    forced: list[str] = field(default_factory=list)
+    """What was run against the label set's or a scorer's settings (``--force``): in the
+    results and under the table."""
     out_dir: str = "eval-vlm"
     """Where results.json, table.md and accuracy.png go."""
 
@@ -114,6 +121,7 @@ def evaluate_with_vlm(config: VLMEvalConfig, vlm: VLM | None = None) -> dict[str
         name: load_scorer(spec, vlm, device=config.vlm.device)
         for name, spec in config.scorers.items()
     }
+    _check_scorer_grids(config, scorers)
     cells = config.grid**2
     semclip = SemClip(vlm, grid=config.grid, k=0)
     tally, skipped = _Tally(), Counter()
@@ -122,7 +130,7 @@ def evaluate_with_vlm(config: VLMEvalConfig, vlm: VLM | None = None) -> dict[str
     for start in range(0, len(records), config.batch_size):
         batch = records[start : start + config.batch_size]
         prepared = [
-            prepare_item(r, config.grid, vlm.config.template, DEFAULT_MAX_PIXELS, vlm.config.alpha)
+            prepare_item(r, config.grid, vlm.config.template, config.max_pixels, vlm.config.alpha)
             for r in batch
         ]
         items = [p for p in prepared if isinstance(p, LabelItem)]
@@ -171,6 +179,20 @@ def evaluate_with_vlm(config: VLMEvalConfig, vlm: VLM | None = None) -> dict[str
     return _write(config, vlm, tally, labelled, all_scores, skipped)
 
 
+def _check_scorer_grids(config: VLMEvalConfig, scorers: dict[str, CellScorer]) -> None:
+    """A scorer trained on another grid than the one evaluated: refused unless ``force``."""
+    for name, scorer in scorers.items():
+        trained = getattr(scorer, "grid", None)
+        note = f"--scorer {name}: trained on a {trained}x{trained} grid, evaluated on " + (
+            f"{config.grid}x{config.grid}"
+        )
+        if trained is None or trained == config.grid or note in config.forced:
+            continue
+        if not config.force:
+            raise ValueError(f"{note}: pass --grid {trained}, or --force to evaluate it anyway")
+        config.forced.append(note)
+
+
 def _correct(semclip: SemClip, views: list[Prepared], picks, rows) -> list[float]:
     """Whether the VLM answers right with [overview, *picked cells] for each question."""
     answers = semclip.answer_prepared(views, picks)
@@ -216,6 +238,8 @@ def _write(config, vlm, tally, labelled, all_scores, skipped) -> dict[str, Any]:
         "rankable_questions": int(rankable.sum()),
         "scorers": dict(config.scorers),
         "random_draws": config.random_draws,
+        "max_pixels": config.max_pixels,
+        "forced": list(config.forced),
         "seed": config.seed,
         "accuracy": accuracy,
         "per_subject": per_subject,
