@@ -147,8 +147,10 @@ def test_evaluate_with_the_vlm_shows_it_what_labeling_showed(
     settings = json.loads((out / "results.json").read_text())["vlm_config"]
     assert settings["system_prompt"] == "" and settings["image_backend"] == "pil"
     assert settings["alpha"] == "white"
-    # a flag still wins over the label set
-    assert evaluate_main([*argv, "--alpha", "drop"]) == 0
+    # a flag that contradicts the label set needs --force, then it wins
+    assert evaluate_main([*argv, "--alpha", "drop"]) == 2
+    assert "--alpha 'drop' (label set: 'white')" in capsys.readouterr().err
+    assert evaluate_main([*argv, "--alpha", "drop", "--force"]) == 0
     capsys.readouterr()
     assert json.loads((out / "results.json").read_text())["vlm_config"]["alpha"] == "drop"
 
