@@ -25,9 +25,9 @@ of the grid with the pick framed (--out).
 
 examples:
   # the demo's trained scorer and tiny VLM (after `python demo.py`)
-  semclip-answer --vlm demo_out/tiny-llava --scorer demo_out/train/export \\
-      --image demo_out/example.png --question "What color is the star?" \\
-      --choices red blue green yellow
+  semclip-answer --vlm demo_out/answering-llava --scorer demo_out/train/export \\
+      --image demo_out/example.png --question "What color is the hexagon?" \\
+      --choices blue green red yellow
   # LLaVA-1.5-7B on GPU, two crops from a 3x3 grid, a context line
   semclip-answer --vlm llava-hf/llava-1.5-7b-hf --scorer runs/x/export --grid 3 --k 2 \\
       --image chart.png --question "Which year is highest?" --choices 2019 2020 2021 \\
@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         return user_error(PROG, ValueError(f"--image {args.image}: {err}"))
     except (ValueError, OSError, ImportError) as err:
         return user_error(PROG, err)
-    print(describe(answer, args.choices, args.scorer))
+    said = describe(answer, args.choices, args.scorer)
+    print(said)
     if answer.indices:
         selection = Selection(
             indices=answer.indices,
@@ -168,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
             grid=answer.grid,
         )
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        selection_picture(image, selection, args.question).save(args.out)
+        answered = said.split(";")[0]  # "B. green (p=0.90 among the options)"
+        picture = selection_picture(image, selection, args.question, answer=answered, legend=True)
+        picture.save(args.out)
         print(f"picture: {args.out} (red frame: the crop(s) shown to the VLM)")
     return 0
 

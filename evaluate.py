@@ -56,7 +56,9 @@ A mistake is one line; --debug (or SEMCLIP_DEBUG=1) shows its traceback.
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=PROG,
-        description="The paper's Table 2 from a labelled split, with no VLM re-run.",
+        description="The paper's Table 2: from a labelled split (--labels-dir, no model run), or "
+        "with the VLM in the loop (--vlm MODEL: it answers from the overview plus each scorer's "
+        "top-k crops).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -40,14 +40,16 @@ def draw_grid(
     header: str | None = None,
     header_color: tuple[int, int, int] = INK,
     width: int = 320,
+    legend: Sequence[tuple[tuple[int, int, int], str]] = (),
 ) -> Image.Image:
     """The n x n cells of ``image`` set apart by gaps, each cell's pixels as in the resized image.
 
     Under each cell: its row-major index and, with ``shares`` (0..1, e.g. a softmax over the
     cells), a bar on a fixed 0-100 % scale and the share in %. ``chosen`` cells get a red frame
     (the pick), ``relevant`` cells a blue one inside it; both lie in the gap, over no pixel of the
-    image. ``header`` (coloured) goes above, ``caption`` (e.g. the question) below. The picture is
-    ``width`` pixels wide: the image is resized to that less the gaps, then cut.
+    image. ``header`` (coloured) goes above, then ``legend`` (a swatch and its meaning per entry,
+    one per line), and ``caption`` (e.g. the question) below. The picture is ``width`` pixels
+    wide: the image is resized to that less the gaps, then cut.
     """
     if shares is not None and len(shares) != n * n:
         raise ValueError(f"got {len(shares)} scores for a {n}x{n} grid")
@@ -58,7 +60,7 @@ def draw_grid(
         tuple(round(v * scale) for v in box) for box in cell_boxes(image.width, image.height, n)
     ]
     small, bold = font(11), font(13)
-    head_h = 20 if header else 0
+    head_h = (20 if header else 0) + 16 * len(legend)
     lines = textwrap.wrap(caption or "", width=max(20, width // 7))
     grid_h = canvas.height + n * (GAP + STRIP)
     out = Image.new(
@@ -67,6 +69,10 @@ def draw_grid(
     draw = ImageDraw.Draw(out)
     if header:
         draw.text((GAP // 2, 3), header, fill=header_color, font=bold)
+    for i, (color, meaning) in enumerate(legend):
+        top = (20 if header else 0) + 16 * i + 2
+        draw.rectangle((GAP // 2, top + 1, GAP // 2 + 10, top + 11), outline=color, width=FRAME)
+        draw.text((GAP // 2 + 16, top), meaning, fill=INK, font=small)
     row_of = sorted({box[1] for box in boxes})
     col_of = sorted({box[0] for box in boxes})
     for index, box in enumerate(boxes):

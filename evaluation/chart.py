@@ -22,7 +22,11 @@ def bar_chart(
     100 %, and a legend: blue bars are ``scorer_rows`` (a scorer picks the cell), grey bars the
     rows without a scorer."""
     font, small = ui_font(14), ui_font(12)
-    bar_h, gap, left, right = 22, 8, 220, 70
+    bar_h, gap, right = 22, 8, 70
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    longest = max((measure.textlength(name, font=font) for name in values), default=0)
+    left = max(120, 20 + int(longest) + 10)  # every row's whole name, never cut
+    width = max(width, left + 400 + right)
     top = 64
     plot_h = len(values) * (bar_h + gap)
     height = top + plot_h + 50
@@ -51,7 +55,7 @@ def bar_chart(
         y = top + i * (bar_h + gap)
         color = SELECTED if name in scorer_rows else BASELINE
         draw.rectangle((left, y, left + round(span * value), y + bar_h), fill=color)
-        draw.text((10, y + 4), name[:28], fill="black", font=font)
+        draw.text((10, y + 4), name, fill="black", font=font)
         draw.text((left + round(span * value) + 6, y + 4), f"{100 * value:.1f}%", fill="black",
                   font=font)  # fmt: skip
     return image

@@ -23,7 +23,7 @@ from PIL import Image
 
 from semclip.data.grid import Box, check_grid, crop_grid
 from semclip.data.images import load_image
-from semclip.data.visualize import INK, RIGHT, WRONG, draw_grid
+from semclip.data.visualize import BAR, INK, PICK, RELEVANT, RIGHT, WRONG, draw_grid
 from semclip.models.scorer import RelevanceScorer
 
 #: The grid ``select`` uses for a scorer that was not trained for one (a stock CLIP/SigLIP).
@@ -153,19 +153,30 @@ def selection_picture(
     question: str,
     width: int = 360,
     relevant: Sequence[int] | None = None,
+    answer: str | None = None,
+    legend: bool = False,
 ) -> Image.Image:
     """The image's cells set apart (pixels untouched), the pick framed in red, under each cell a bar
     and number: its share of the softmax over the cells' scores (fixed 0-100 % scale); the question
     underneath. With ``relevant`` (ground truth) those cells get a blue frame and a header says
-    whether the pick is right or wrong."""
+    whether the pick is right or wrong; with ``answer`` (what the VLM said) the header gives it.
+    ``legend`` adds a line per colour saying what it marks."""
     shares = torch.tensor(selection.scores).softmax(0).tolist()
     picked = ", ".join(f"#{i}" for i in selection.indices)
     header, color = f"pick {picked}", INK
+    if answer is not None:
+        header = f"answer: {answer}"
     if relevant is not None:
         right = any(i in relevant for i in selection.indices)
         wanted = ", ".join(f"#{i}" for i in relevant) or "none"
         header = f"{'RIGHT' if right else 'WRONG'}: picked {picked}, relevant {wanted}"
         color = RIGHT if right else WRONG
+    keys = []
+    if legend:
+        keys.append((PICK, f"red: the crop(s) shown to the VLM ({picked})"))
+        if relevant:
+            keys.append((RELEVANT, "blue: the cell(s) the question is about"))
+        keys.append((BAR, "bar: the cell's share of the scorer's softmax"))
     return draw_grid(
         load_image(image),
         selection.grid,
@@ -176,4 +187,5 @@ def selection_picture(
         header=header,
         header_color=color,
         width=width,
+        legend=keys,
     )

@@ -86,3 +86,34 @@ def test_accuracy_chart_has_a_legend_for_grey_and_blue():
     bars = chart.crop((0, 60, chart.width, chart.height))
     blue, grey = count(bars, SELECTED), count(bars, BASELINE)
     assert 0 < blue < grey  # one scorer row, three rows without a scorer
+
+
+def test_chart_labels_are_never_cut():
+    from PIL import ImageDraw
+
+    from semclip.data.visualize import font
+
+    name = "zero-shot (untrained CLIP) (k=1)"
+    chart = bar_chart({"oracle (k=1)": 1.0, name: 0.5}, "Accuracy", scorer_rows=[name])
+    row = next(y for y in range(60, chart.height) if chart.getpixel((chart.width - 1, y)) and
+               any(chart.getpixel((x, y)) == SELECTED for x in range(chart.width)))  # fmt: skip
+    bar_start = next(x for x in range(chart.width) if chart.getpixel((x, row)) == SELECTED)
+    band = range(row, row + 22)
+    ink = [x for x in range(bar_start) for y in band if chart.getpixel((x, y)) == (0, 0, 0)]
+    width = ImageDraw.Draw(chart).textlength(name, font=font(14))
+    assert max(ink) >= 10 + width - 4  # the whole name is drawn, not its first 28 characters
+    assert max(ink) < bar_start  # and it ends before the bar starts
+
+
+def test_answer_picture_gives_the_answer_and_a_legend():
+    selection = Selection(indices=[2], crops=[], boxes=[], scores=[0.1, 0.2, 3.0, 0.3], grid=2)
+    image = quadrants(360 - 2 * GAP)
+    bare = selection_picture(image, selection, "Which?")
+    shown = selection_picture(image, selection, "Which?", answer="B. green (p=0.90)", legend=True)
+    extra = shown.height - bare.height
+    assert extra >= 2 * 16  # a legend line per colour under the header
+    top = shown.crop((0, 0, shown.width, 20 + extra))
+    assert count(top, PICK) > 0 and count(top, (0, 0, 0)) > 0  # the red swatch, the answer
+    cell = (shown.width - 2 * GAP) // 2
+    for colour in COLOURS:  # the image's pixels are untouched
+        assert count(shown, colour) == cell * cell, colour
