@@ -100,7 +100,10 @@ def build_answering_vlm(out: Path, seed: int) -> Path:
     if report.exists() and json.loads(report.read_text(encoding="utf-8")).get("seed") == seed:
         print(f"      reusing {out} (built earlier with seed {seed})")
     else:
-        train_answering_llava(out, seed=seed)
+        print(f"      training it on CPU (about a minute): {out}", flush=True)
+        train_answering_llava(
+            out, seed=seed, progress=lambda line: print(f"      {line}", flush=True)
+        )
     done = json.loads(report.read_text(encoding="utf-8"))
     acc = done["accuracy"]
     print(

@@ -36,6 +36,20 @@ def test_same_seed_same_bytes(tmp_path):
     assert digest(other / "model.safetensors") != digest(a / "model.safetensors")
 
 
+def test_progress_lines_change_nothing(tmp_path):
+    """A line at least every N seconds (here: every step) with the step and the held-out
+    accuracy, and the very same weights as a quiet run."""
+    lines = []
+    config = AnsweringConfig(steps=3, batch_size=4, train_questions=6, test_questions=2)
+    loud = train_answering_llava(
+        tmp_path / "loud", config=config, progress=lines.append, progress_seconds=0
+    )
+    quiet = short_run(tmp_path / "quiet")
+    assert digest(loud / "model.safetensors") == digest(quiet / "model.safetensors")
+    assert lines[0].startswith("encoding") and sum("step" in line for line in lines) == 3
+    assert "held-out accuracy with the right cell" in lines[-1]
+
+
 def test_training_rows_are_the_labeling_rows(tmp_path):
     """A collated training row equals what the VLM runtime builds for the same view."""
     from semclip.labeling.evaluator import prepare_item

@@ -59,7 +59,7 @@ def test_the_answering_vlm_is_built_once_per_seed(tmp_path, capsys, monkeypatch)
 
     built = []
 
-    def fake_train(out, seed):
+    def fake_train(out, seed, **kwargs):
         built.append(seed)
         out.mkdir(parents=True, exist_ok=True)
         report = {"seed": seed, "train_seconds": 1.0,
