@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 SUBCOMMANDS = {
     "fit": "train the scorer; checkpoints, logs and the exported best model go under "
@@ -61,9 +62,43 @@ def main(argv: list[str] | None = None) -> int:
             f"semclip-train: error: unknown subcommand {args[0]!r}; choose {names}", file=sys.stderr
         )
         return 2
+    missing = _missing_labels_dir(args)
+    if missing is not None:  # answered before Lightning is imported (seconds on a busy machine)
+        print(
+            f"semclip-train: error: --data.labels_dir: no such folder: {missing}; make label "
+            f"shards with `python label.py --output-dir {missing}` (see `python label.py "
+            "--help`) or pass the folder it wrote",
+            file=sys.stderr,
+        )
+        return 2
     from semclip.training.cli import main as cli_main
 
     return cli_main(argv)
+
+
+def _missing_labels_dir(args: list[str]) -> str | None:
+    """The ``--data.labels_dir`` given on the command line (or in a ``--config`` file when not
+    there) if it names no folder; ``None`` otherwise (the CLI checks the rest)."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == "--data.labels_dir" and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--data.labels_dir="):
+            value = arg.split("=", 1)[1]
+    if value is None:
+        configs = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"]
+        for config in configs:
+            try:
+                import yaml
+
+                loaded = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+                data = loaded.get("data") if isinstance(loaded, dict) else None
+                value = data.get("labels_dir", value) if isinstance(data, dict) else value
+            except (OSError, ValueError, AttributeError):  # the CLI reports a bad file itself
+                continue
+    if value is None or Path(value).expanduser().is_dir():
+        return None
+    return value
 
 
 if __name__ == "__main__":

@@ -192,6 +192,24 @@ def parquet_splits(folder: str | Path, config: str | None = None) -> dict[str, l
     return splits
 
 
+def check_local_splits(source: str, splits: list[str], columns: ColumnMap | None = None) -> None:
+    """Raise :class:`SplitNotFoundError` (listing the splits there are) for a split a local
+    ``save_to_disk`` or parquet folder does not have: reads file names and ``dataset_dict.json``
+    only, so a misspelled ``--splits`` is answered before ``datasets`` is imported. Other
+    sources (hub ids, single files) are checked when they are opened."""
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        return
+    found: list[str] | None = None
+    if (path / "dataset_dict.json").exists():
+        found = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+    elif not (path / "dataset_info.json").exists() and not (columns and columns.data_files):
+        found = sorted(parquet_splits(path, columns.config if columns else None)) or None
+    for split in splits:
+        if found is not None and split not in found:
+            raise SplitNotFoundError(f"split {split!r} is not in {source}; it has {found}")
+
+
 def load_qa_dataset(
     source: str = DEFAULT_DATASET,
     split: str = "train",

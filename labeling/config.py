@@ -17,7 +17,7 @@ from semclip.data.columns import ColumnMap
 from semclip.data.grid import MAX_GRID, MIN_GRID, check_grid
 from semclip.data.images import DEFAULT_MAX_PIXELS
 from semclip.data.presets import parse_columns, resolve_columns
-from semclip.data.scienceqa import DEFAULT_DATASET, check_local_source
+from semclip.data.scienceqa import DEFAULT_DATASET, check_local_source, check_local_splits
 from semclip.vlm.config import DEFAULT_VLM, VLMConfig
 
 PROG = "semclip-label"
@@ -141,10 +141,11 @@ class LabelConfig:
             ) from None
         check_local_source(self.dataset)  # a mistyped folder, before any hub call
         try:
-            self.column_map()
+            columns = self.column_map()
         except ValueError as err:
             flag = "--columns" if self.columns and not str(err).startswith("--") else ""
             raise ValueError(f"{flag}{': ' if flag else ''}{err}") from None
+        check_local_splits(self.dataset, self.splits, columns)  # a mistyped --splits, at once
         if self.evaluator == "hf":
             self.vlm.validate()  # before any model is loaded
             local = self.vlm.model.startswith((".", "/", "~"))

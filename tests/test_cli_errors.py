@@ -101,3 +101,34 @@ def test_your_own_evaluator_beside_you_with_its_own_settings(synthetic_dir, tmp_
     hf = ["--dataset", synthetic_dir, "--evaluator-config", "{a: 1}"]
     assert label_main(hf) == 2
     assert "is for your own --evaluator" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "module, argv, expected",
+    [
+        ("semclip.label", ["--splits", "train", "tset", "--evaluator", "simulated"],
+         "split 'tset' is not in"),
+        ("semclip.train", ["fit", "--data.labels_dir", "no/such/labels"],
+         "--data.labels_dir: no such folder: no/such/labels"),
+    ],
+)  # fmt: skip
+def test_a_misspelled_split_or_folder_is_answered_before_heavy_imports(
+    module, argv, expected, synthetic_dir
+):
+    """Counted, not timed: the one line comes before torch, Lightning or datasets load."""
+    import subprocess
+    import sys
+
+    if module == "semclip.label":
+        argv = ["--dataset", synthetic_dir, *argv]
+    code = (
+        "import sys\n"
+        f"from {module} import main\n"
+        f"code = main({argv!r})\n"
+        "names = ('torch', 'lightning', 'datasets', 'transformers')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
+        "print('HEAVY:' + ','.join(heavy), code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "HEAVY: 2", done.stdout + done.stderr
+    assert expected in done.stderr and done.stderr.count("\n") == 1
