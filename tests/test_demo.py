@@ -50,6 +50,26 @@ def test_semclip_lifts_the_tiny_vlm_that_labelled_it(seed, tmp_path, capsys):
         assert (out / picture).stat().st_size > 1000, picture
     assert "$ semclip-answer --vlm" in printed and "picked by" in printed
     assert (out / "train" / "export" / "README.md").exists()
+    if seed == 0:  # the README shows this run's table: the two cannot drift apart
+        assert readme_table() == table_rows((out / "eval" / "table.md").read_text())
+
+
+def table_rows(text: str) -> list[str]:
+    """The first Markdown table of ``text``, row by row."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| Method |"))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line.strip())
+    return rows
+
+
+def readme_table() -> list[str]:
+    from pathlib import Path
+
+    return table_rows((Path(__file__).resolve().parents[1] / "README.md").read_text())
 
 
 def test_the_answering_vlm_is_built_once_per_seed(tmp_path, capsys, monkeypatch):
