@@ -239,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         ]  # fmt: skip
         if args.epochs:
             train_args.append(f"--trainer.max_epochs={args.epochs}")
-        train_main(train_args)
+        if train_main(train_args) != 0:  # its one line is printed: the demo cannot go on
+            return 2
         print(f"      exported scorer (HF format + model card): {export}")
         scorers = {"zero-shot (untrained CLIP)": str(clip_dir), "trained scorer": str(export)}
 

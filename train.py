@@ -8,6 +8,7 @@ python train.py export --ckpt runs/paper/checkpoints/last.ckpt --out scorer/
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -62,7 +63,13 @@ def main(argv: list[str] | None = None) -> int:
             f"semclip-train: error: unknown subcommand {args[0]!r}; choose {names}", file=sys.stderr
         )
         return 2
-    missing = _missing_labels_dir(args)
+    debug = len(args) < len(given) or os.environ.get("SEMCLIP_DEBUG", "").strip() not in (
+        "",
+        "0",
+        "false",
+        "no",
+    )
+    missing = None if debug else _missing_labels_dir(args)  # --debug: the CLI's own traceback
     if missing is not None:  # answered before Lightning is imported (seconds on a busy machine)
         print(
             f"semclip-train: error: --data.labels_dir: no such folder: {missing}; make label "

@@ -22,7 +22,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from semclip.cli.errors import take_debug_flag, user_error
-from semclip.training.data import ScorerDataModule, check_labels_dir
+from semclip.training.data import ScorerDataModule, check_labels_dir, has_validation
 from semclip.training.export import ExportBest, export_checkpoint
 from semclip.training.module import ScorerModule
 
@@ -54,11 +54,38 @@ class EpochLines(pl.Callback):
         print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}", flush=True)
 
 
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt``: the last finished epoch, rewritten at the end of every epoch.
+
+    Lightning's ``save_last`` copies only when a top-k checkpoint is written, so after epochs that
+    do not improve the monitor it still holds the best one, and a resume from it redoes them. This
+    callback has no monitor: it saves every epoch, at the end of the training epoch, which comes
+    after the epoch's validation and the best checkpoint (their state is in the file too).
+    """
+
+    def __init__(self, dirpath: str | None = None) -> None:
+        """
+        Args:
+            dirpath: Folder of ``last.ckpt``; the CLI sets ``{default_root_dir}/checkpoints``.
+        """
+        super().__init__(
+            dirpath=dirpath,
+            filename=self.CHECKPOINT_NAME_LAST,
+            monitor=None,
+            save_top_k=1,  # without a monitor: the latest epoch, in place of the one before
+            save_on_train_epoch_end=True,  # every epoch, also those that do not validate
+            enable_version_counter=False,  # a resumed run rewrites last.ckpt, not last-v1.ckpt
+        )
+
+
 class ScorerCLI(LightningCLI):
-    """Checkpoints under ``{default_root_dir}/checkpoints``: the best by validation hit rate, and
-    ``last.ckpt`` so that ``--ckpt_path last`` resumes. A new ``fit`` into a folder that already
-    holds checkpoints stops with one line unless it resumes (``--ckpt_path``) or ``--overwrite``
-    is given (then the old checkpoints are deleted first)."""
+    """Checkpoints under ``{default_root_dir}/checkpoints``: ``best-{epoch}-{step}.ckpt`` by
+    validation hit rate (``--checkpoint.*``), exported after ``fit``, and ``last.ckpt``, the last
+    finished epoch, so that ``--ckpt_path last`` resumes where the run stopped. Without validation
+    (``--data.val_fraction 0`` and no ``--data.val_split``) there is nothing to rank epochs by: no
+    ``best-*.ckpt`` is kept and the last epoch is exported. A new ``fit`` into a folder that
+    already holds checkpoints stops with one line unless it resumes (``--ckpt_path``) or
+    ``--overwrite`` is given (then the old checkpoints are deleted first)."""
 
     def __init__(self, *args, **kwargs) -> None:
         # a rerun in the same folder (resume) rewrites the saved config rather than aborting
@@ -89,7 +116,7 @@ class ScorerCLI(LightningCLI):
             {
                 "checkpoint.monitor": "val/hit_rate",
                 "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
+                "checkpoint.save_last": False,  # LastCheckpoint writes last.ckpt every epoch
                 "checkpoint.save_top_k": 1,
                 "checkpoint.filename": "best-{epoch}-{step}",
                 "checkpoint.auto_insert_metric_name": False,
@@ -100,6 +127,12 @@ class ScorerCLI(LightningCLI):
         parser.link_arguments(
             "trainer.default_root_dir",
             "checkpoint.dirpath",
+            compute_fn=_checkpoint_dir,
+        )
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
+        parser.link_arguments(
+            "trainer.default_root_dir",
+            "last_checkpoint.dirpath",
             compute_fn=_checkpoint_dir,
         )
         parser.add_lightning_class_args(ExportBest, "export")
@@ -122,8 +155,13 @@ class ScorerCLI(LightningCLI):
         ):
             init_args.save_dir = root
         check_labels_dir(config.data.labels_dir)  # before the model loads (seconds, or a download)
+        # last.ckpt is LastCheckpoint's: a save_last from an older saved config would add a stale
+        # last-v1.ckpt beside it
+        config.checkpoint.save_last = False
         if self.subcommand == "fit":
             _check_fresh_run(_checkpoint_dir(root), config.ckpt_path, config.overwrite)
+            if not has_validation(config.data.val_split, config.data.val_fraction):
+                _train_without_validation(config)
 
     def _flag_given(self, flag: str) -> bool:
         return any(a == flag or a.startswith((f"{flag}=", f"{flag}.")) for a in self._given)
@@ -132,6 +170,17 @@ class ScorerCLI(LightningCLI):
         export = next((c for c in self.trainer.callbacks if isinstance(c, ExportBest)), None)
         if self.trainer.is_global_zero and export is not None and export.exported is not None:
             print(f"exported the scorer to {export.exported}", flush=True)
+
+
+def _train_without_validation(config) -> None:
+    """No validation set (``--data.val_fraction 0`` and no ``--data.val_split``): Lightning is told
+    so (``limit_val_batches`` 0: it asks for no loader and warns of no empty one), and a ``val/``
+    monitor, never logged, is dropped with its best file; ``last.ckpt`` keeps the run and the last
+    epoch is exported. A monitor the user chose on a training metric stays."""
+    config.trainer.limit_val_batches = 0
+    if str(config.checkpoint.monitor or "").startswith("val/"):
+        config.checkpoint.monitor = None
+        config.checkpoint.save_top_k = 0
 
 
 def _check_fresh_run(checkpoint_dir: str, ckpt_path: str | None, overwrite: bool) -> None:

@@ -4,7 +4,8 @@ A sample is one question: the scorer's text and its n*n cell crops (cut at the b
 recorded) with their labels (positive = the evaluator answered right with that cell) and p(correct).
 Questions with no positive or no negative cannot teach a ranking: they are left out and counted.
 Train/validation are split by question id with a seeded hash, unless a labelled validation split
-is given.
+is given. ``val_fraction=0`` without a validation split trains with no validation at all; a share
+that holds out no question (a label set too small for it) is refused with one line instead.
 """
 
 from __future__ import annotations
@@ -120,6 +121,12 @@ def check_labels_dir(labels_dir: str) -> None:
         )
 
 
+def has_validation(val_split: str | None, val_fraction: float) -> bool:
+    """Whether a run validates: on a labelled split, or on a share of the training split (the CLI
+    asks before it builds the trainer, to set up a run without validation)."""
+    return bool(val_split) or val_fraction > 0
+
+
 def is_validation(qid: str, fraction: float, seed: int) -> bool:
     """Seeded, stable assignment of a question id to the validation part."""
     digest = hashlib.sha256(f"{seed}/{qid}".encode()).digest()
@@ -231,7 +238,8 @@ class ScorerDataModule(pl.LightningDataModule):
             train_split: Labelled split to train on.
             val_split: Labelled split to validate on; default: ``val_fraction`` of ``train_split``.
             test_split: Labelled split for ``semclip-train test``.
-            val_fraction: Share of train questions held out (by seeded hash of the question id).
+            val_fraction: Share of train questions held out (by seeded hash of the question id);
+                0: no validation (checkpoints and the export then keep the last epoch).
             batch_size: Questions per batch (each brings its n*n cells).
             num_workers: DataLoader workers (decode, crop, preprocess).
             cache_pixels: Keep preprocessed cells in memory after the first epoch (small sets).
@@ -246,6 +254,10 @@ class ScorerDataModule(pl.LightningDataModule):
         """The label set's grid, known after ``setup``: the module's scorer learns for it."""
         self.left_out: dict[str, Counter[str]] = {}
         self._sets: dict[str, GroupDataset] = {}
+
+    @property
+    def validates(self) -> bool:
+        return has_validation(self.hparams.val_split, self.hparams.val_fraction)
 
     def _load(self, split: str, text_mode: str):
         hp = self.hparams
@@ -274,23 +286,53 @@ class ScorerDataModule(pl.LightningDataModule):
     def setup(self, stage: str) -> None:
         if self.scorer is None:
             self.scorer = self.trainer.lightning_module.scorer
-        hp, mode = self.hparams, self.scorer.text_mode
+        hp = self.hparams
+        if stage == "validate" and not self.validates:
+            raise ValueError(
+                "nothing to validate on: --data.val_fraction is 0 and there is no "
+                "--data.val_split; set one of them"
+            )
         if stage in ("fit", "validate") and "train" not in self._sets:
-            groups, ds = self._load(hp.train_split, mode)
-            if hp.val_split:
-                train = groups
-                val_groups, val_ds = self._load(hp.val_split, mode)
-                self._sets["val"] = self._dataset(val_groups, val_ds)
-            else:
-                val = [g for g in groups if is_validation(g.qid, hp.val_fraction, hp.seed)]
-                train = [g for g in groups if not is_validation(g.qid, hp.val_fraction, hp.seed)]
-                self._sets["val"] = self._dataset(val, ds)
-            self._sets["train"] = self._dataset(train, ds)
+            self._setup_fit()
         if stage == "test" and "test" not in self._sets:
             if not hp.test_split:
                 raise ValueError("set --data.test_split to test")
-            groups, ds = self._load(hp.test_split, mode)
+            groups, ds = self._load(hp.test_split, self.scorer.text_mode)
             self._sets["test"] = self._dataset(groups, ds)
+
+    def _setup_fit(self) -> None:
+        """Train and validation sets: a labelled validation split, or a seeded share of the
+        training split (no validation set at all when that share is 0)."""
+        hp, mode = self.hparams, self.scorer.text_mode
+        groups, ds = self._load(hp.train_split, mode)
+        if hp.val_split:
+            train = groups
+            val, val_ds = self._load(hp.val_split, mode)
+        else:
+            val = [g for g in groups if is_validation(g.qid, hp.val_fraction, hp.seed)]
+            train = [g for g in groups if not is_validation(g.qid, hp.val_fraction, hp.seed)]
+            val_ds = ds
+        if self.validates:
+            self._check_validation(val, len(groups))
+            self._sets["val"] = self._dataset(val, val_ds)
+        self._sets["train"] = self._dataset(train, ds)
+
+    def _check_validation(self, val: list[Group], rankable: int) -> None:
+        """An empty validation set would monitor nothing (Lightning only warns, then keeps no
+        best checkpoint): stop before the first epoch with what to change instead."""
+        if val:
+            return
+        hp = self.hparams
+        if hp.val_split:
+            raise ValueError(
+                f"--data.val_split {hp.val_split} has no rankable questions (each needs a "
+                "positive and a negative cell): label more of it or choose another split"
+            )
+        raise ValueError(
+            f"--data.val_fraction {hp.val_fraction} holds out none of the {rankable} rankable "
+            f"questions of split {hp.train_split}: raise it, name a labelled --data.val_split, "
+            "or pass --data.val_fraction 0 to train without validation (the last epoch is kept)"
+        )
 
     def _loader(self, name: str, sampler=None) -> DataLoader:
         return DataLoader(
@@ -318,7 +360,9 @@ class ScorerDataModule(pl.LightningDataModule):
             return None  # a rank would get nothing: let Lightning's padding sampler do it
         return UnpaddedDistributedSampler(self._sets[name], trainer.world_size, trainer.global_rank)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list:
+        if "val" not in self._sets:  # no validation (the CLI sets limit_val_batches 0 then)
+            return []
         return self._loader("val", self._eval_sampler("val"))
 
     def test_dataloader(self) -> DataLoader:

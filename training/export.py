@@ -210,7 +210,11 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
 
 
 class ExportBest(pl.Callback):
-    """After ``fit``, export the best checkpoint (by the checkpoint callback's monitor)."""
+    """After ``fit``, export the best checkpoint, or the last epoch if none was monitored.
+
+    The best is the file kept by the first checkpoint callback that monitors a metric. Without one
+    (no validation: nothing to rank epochs by) the weights as training left them are exported.
+    """
 
     def __init__(self, dirpath: str | None = None) -> None:
         """
@@ -224,7 +228,7 @@ class ExportBest(pl.Callback):
         if not trainer.is_global_zero:
             return
         out = self.dirpath or str(Path(trainer.default_root_dir) / "export")
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        best = _best_checkpoint(trainer)
         if best:
             export_checkpoint(best, out)
         else:
@@ -233,3 +237,12 @@ class ExportBest(pl.Callback):
             export_module(pl_module, out, dict(dm.hparams) if dm else {}, metrics)
         self.exported = Path(out)
         logger.info("exported the scorer to %s", out)
+
+
+def _best_checkpoint(trainer: pl.Trainer) -> str:
+    """The best file of the first monitoring checkpoint callback; ``""`` when there is none (a
+    callback without a monitor, such as ``last.ckpt``'s, keeps the latest epoch, not the best)."""
+    for callback in trainer.checkpoint_callbacks:
+        if getattr(callback, "monitor", None):
+            return getattr(callback, "best_model_path", "") or ""
+    return ""
