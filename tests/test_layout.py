@@ -15,7 +15,17 @@ import pytest
 from semclip.vlm.families import FAMILIES
 
 ROOT = Path(__file__).resolve().parents[1]
-ROOMS = ("cli", "data", "vlm", "models", "labeling", "training", "inference", "evaluation")
+ROOMS = (
+    "cli",
+    "data",
+    "vlm",
+    "models",
+    "labeling",
+    "training",
+    "inference",
+    "evaluation",
+    "integrations",
+)
 
 #: room -> the rooms of ours it may import (besides itself)
 ALLOWED = {
@@ -27,11 +37,12 @@ ALLOWED = {
     "training": {"cli", "data", "models", "evaluation.metrics"},
     "inference": {"data", "vlm", "models"},
     "evaluation": {"data", "vlm", "models", "labeling", "inference"},
+    "integrations": {"cli", "data", "vlm", "models", "inference", "evaluation"},
 }
 
 
 def modules(room: str) -> list[Path]:
-    return sorted((ROOT / room).rglob("*.py"))
+    return sorted((ROOT / room).rglob("*.py"))  # a room not made yet has none
 
 
 def imported(path: Path) -> set[str]:
