@@ -1,8 +1,7 @@
 """A tiny LLaVA that really answers the synthetic questions, trained on a CPU in under a minute.
 
-A fixture of the demo (``demo.py``), beside it: the random tiny LLaVA of ``models/tiny.py`` runs
-the labeling code path but its answers are noise.
-This one is the same architecture (``LlavaForConditionalGeneration``: a CLIP vision tower and a
+A fixture of the demo (``demo.py``), beside it. The random tiny LLaVA of ``models/tiny.py`` runs
+the labeling code path but its answers are noise; this one is the same architecture (``LlavaForConditionalGeneration``: a CLIP vision tower and a
 small Llama) trained from scratch on the synthetic set exactly as LLaVA-1.5 is used for labeling:
 ``USER: <image>\\n<image>\\n{prompt} ASSISTANT:`` with the overview first and a grid cell second
 (or the overview alone), both square-padded, and the option letter as the next token. The inputs
@@ -104,16 +103,10 @@ class AnsweringConfig:
             raise ValueError("--batch-size must be >= 1")
         if self.train_questions < 1 or self.test_questions < 1:
             raise ValueError("--train-questions and --test-questions must be >= 1")
-        if self.grid != 2:
-            raise ValueError(
-                f"--grid must be 2 (got {self.grid}): the set gives each of the "
-                f"{len(PALETTE)} palette colours to one object"
-            )
-        if not (
-            0 <= self.right_share
-            and 0 <= self.wrong_share
-            and self.right_share + self.wrong_share <= 1
-        ):
+        if self.grid != 2:  # the set gives each of the palette's colours to one object
+            raise ValueError(f"--grid must be 2 (got {self.grid}): four objects, four colours")
+        shares = (self.right_share, self.wrong_share)
+        if min(shares) < 0 or sum(shares) > 1:
             raise ValueError("--right-share and --wrong-share must be >= 0 with a sum <= 1")
 
 
