@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 from semclip.cli.errors import OneLineParser
+from semclip.cli.threads import calm_openmp
 from semclip.cli.vlm_flags import add_vlm_flags, check_vlm_flags, vlm_options
 
 PROG = "semclip-answer"
@@ -114,6 +115,7 @@ def describe(answer, choices: list[str], scorer: str | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    calm_openmp()  # before torch is imported
     from semclip.cli.errors import take_debug_flag, user_error
 
     args = build_parser().parse_args(take_debug_flag(argv))

@@ -24,6 +24,7 @@ import time
 import warnings
 from pathlib import Path
 
+from semclip.cli.threads import calm_openmp
 from semclip.data.images import load_image
 from semclip.data.prompts import render_prompt
 from semclip.data.synthetic import SyntheticConfig, save_synthetic
@@ -130,6 +131,7 @@ def answer_example(out: Path, vlm: Path, scorer: Path, row: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     global STAGES
+    calm_openmp()  # before torch is imported: the demo stays fast on a busy machine
     args = build_parser().parse_args(argv)
     if args.evaluator == "tiny-vlm" and args.grid != 2:
         print("semclip-demo: error: --evaluator tiny-vlm needs --grid 2", file=sys.stderr)

@@ -1,8 +1,9 @@
 """A tiny LLaVA that really answers the synthetic questions, trained on a CPU in under a minute.
 
 A fixture of the demo (``demo.py``), beside it. The random tiny LLaVA of ``models/tiny.py`` runs
-the labeling code path but its answers are noise; this one is the same architecture (``LlavaForConditionalGeneration``: a CLIP vision tower and a
-small Llama) trained from scratch on the synthetic set exactly as LLaVA-1.5 is used for labeling:
+the labeling code path but its answers are noise; this one is the same architecture
+(``LlavaForConditionalGeneration``: a CLIP vision tower and a small Llama) trained from scratch
+on the synthetic set exactly as LLaVA-1.5 is used for labeling:
 ``USER: <image>\\n<image>\\n{prompt} ASSISTANT:`` with the overview first and a grid cell second
 (or the overview alone), both square-padded, and the option letter as the next token. The inputs
 come from the LLaVA processor itself, so the model is trained on what the labeling code feeds it.

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from semclip.cli.errors import OneLineParser, check_device, take_debug_flag, user_error
+from semclip.cli.threads import calm_openmp
 from semclip.cli.vlm_flags import add_vlm_flags, check_vlm_flags, vlm_options
 from semclip.data.hub import looks_local
 from semclip.evaluation.tables import check_scorer_names
@@ -291,6 +292,7 @@ def _scorer_grids(scorers: dict[str, str]) -> list[tuple[str, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    calm_openmp()  # before torch is imported
     argv = take_debug_flag(argv)
     args = build_parser().parse_args(argv)  # before the heavy imports: --help stays fast
     try:

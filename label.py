@@ -21,6 +21,9 @@ def _error(err: BaseException) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from semclip.cli.errors import take_debug_flag
+    from semclip.cli.threads import calm_openmp
+
+    calm_openmp()  # before torch is imported
     from semclip.labeling.config import parse_label_config
     from semclip.vlm.loading import check_model_available
 
@@ -37,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from semclip.data.labels import LabelSetMismatchError
     from semclip.data.scienceqa import DatasetError
+    from semclip.labeling.evaluator import ScoringError
     from semclip.labeling.run import run_labeling  # torch and Lightning
+    from semclip.vlm.render import PromptFormatError
 
     # After Lightning's import, which sets its own loggers' levels.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -52,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # a model or dataset that cannot be found or fetched
         return _error(err)
     except (DatasetError, LabelSetMismatchError) as err:  # a split, column or output folder
+        return _error(err)
+    except PromptFormatError as err:  # a chat template the processor does not have
+        return _error(err)
+    except ScoringError as err:  # every question failed in the model: its setup, not a row
         return _error(err)
     except MisconfigurationException as err:  # --accelerator / --devices this machine lacks
         return _error(ValueError(f"--accelerator/--devices/--strategy: {err}"))

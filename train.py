@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from semclip.cli.threads import calm_openmp
+
+    calm_openmp()  # before torch is imported
     from semclip.training.cli import main as cli_main
 
     return cli_main(argv)
