@@ -18,9 +18,8 @@ tiny model trained from scratch stayed at chance on that for over 1000 steps.)
 
     python -m semclip.demo_vlm --out tiny-answering-llava
 
-trains it (about 30 s of training on one CPU thread) and prints the held-out accuracy with the
-right cell, the overview alone and a wrong cell; ``answering.json`` beside the checkpoint keeps
-them with the training curve.
+trains it (under a minute on a CPU) and prints the held-out accuracy with the right cell, the
+overview alone and a wrong cell (kept with the training curve in ``answering.json``).
 """
 
 from __future__ import annotations
