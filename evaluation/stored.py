@@ -34,6 +34,7 @@ from semclip.data.labels import read_info, read_labels
 from semclip.data.scienceqa import labelled_source_args, load_qa_dataset, question_id
 from semclip.evaluation.chart import bar_chart
 from semclip.evaluation.metrics import RankingMetrics, top1_expected
+from semclip.evaluation.protocols import MMBENCH, circular_groups, circular_results, protocol_note
 from semclip.evaluation.tables import ROW_MEANINGS, check_scorer_names, stored_table
 from semclip.models.scorer import scorer_text
 from semclip.models.selector import Selector
@@ -202,15 +203,25 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                 metric = RankingMetrics()
                 metric.update(scores[rankable], labels[rankable])
                 ranking[name] = {k: float(v) for k, v in metric.compute().items()}
-    subjects = sorted({r["subject"] or "-" for r in rows})
+    preset = (info.columns or {}).get("name") if info else None
+    subjects = [r["subject"] or "-" for r in rows]
+    copies = len(rows)
+    if preset == MMBENCH:  # CircularEval: one entry per question, right only if every copy is
+        source = load_qa_dataset(**labelled_source_args(info, config.split, config.dataset))
+        texts = source.texts()
+        groups = circular_groups([texts[r["row"]]["index"] for r in rows])
+        accuracy, subjects = circular_results(accuracy, subjects, groups)
     per_subject: dict[str, dict[str, float]] = defaultdict(dict)
     for method, values in accuracy.items():
-        for subject in subjects:
-            picked = [v for v, r in zip(values, rows) if (r["subject"] or "-") == subject]
+        for subject in sorted(set(subjects)):
+            picked = [v for v, s in zip(values, subjects) if s == subject]
             per_subject[method][subject] = sum(picked) / len(picked)
     results = {
         "split": config.split,
-        "questions": len(rows),
+        "questions": len(subjects),
+        "labelled_copies": copies,
+        "circular_eval": preset == MMBENCH,
+        "protocol": protocol_note(preset),
         "rankable_questions": int(rankable.sum()),
         "evaluator": info.provenance.evaluator if info else None,
         "grid_n": rows[0]["grid_n"],
@@ -223,7 +234,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     (out / "table.md").write_text(stored_table(results), encoding="utf-8")
-    title = f"Accuracy on split '{config.split}' ({len(rows)} questions, grid {grid}x{grid})"
+    title = f"Accuracy on split '{config.split}' ({len(subjects)} questions, grid {grid}x{grid})"
     scored = [m for m in results["accuracy"] if m not in ROW_MEANINGS]
     chart = bar_chart(results["accuracy"], title, scored)
     chart.save(out / "accuracy.png")

@@ -77,6 +77,7 @@ def stored_table(results: dict[str, Any]) -> str:
         f"right cell (0-1, 1 = always first); both on the {results['rankable_questions']} "
         "questions with both a right and a wrong cell.\n\n" + "\n".join(legend) + "\n"
     )
+    note += _protocol_lines(results)
     return "\n".join(lines) + "\n" + note
 
 
@@ -126,6 +127,7 @@ def vlm_table(results: dict[str, Any]) -> str:
         f"such cell (0-1); both on the {results['rankable_questions']} questions with both a "
         "right and a wrong cell.\n\n" + "\n".join(legend) + "\n"
     )
+    note += _protocol_lines(results)
     if results.get("forced"):
         note += (
             "\n**Run with --force against the label set or a scorer:** "
@@ -133,3 +135,17 @@ def vlm_table(results: dict[str, Any]) -> str:
             + ". These rows do not measure what the labels or the scorer were made with.\n"
         )
     return "\n".join(lines) + "\n" + note
+
+
+def _protocol_lines(results: dict[str, Any]) -> str:
+    """CircularEval and the benchmark's own protocol, when they apply (one line each)."""
+    lines = ""
+    if results.get("circular_eval"):
+        lines += (
+            f"\nMMBench CircularEval: {results['questions']} questions of "
+            f"{results['labelled_copies']} copies (grouped by `index % 1e6`); a question counts "
+            "only if every copy is right (hit rate and MRR: per copy).\n"
+        )
+    if results.get("protocol"):
+        lines += f"\n{results['protocol']}\n"
+    return lines

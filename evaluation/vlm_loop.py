@@ -36,6 +36,7 @@ from semclip.data.images import DEFAULT_MAX_PIXELS
 from semclip.data.scienceqa import dataset_identity, load_qa_dataset, source_records
 from semclip.evaluation.chart import bar_chart
 from semclip.evaluation.metrics import RankingMetrics, top1_expected
+from semclip.evaluation.protocols import MMBENCH, circular_groups, circular_results, protocol_note
 from semclip.evaluation.stored import baseline_rows
 from semclip.evaluation.tables import MAJORITY, ORACLE, PLAIN, check_scorer_names, vlm_table
 from semclip.inference.scorers import CellScorer, Query, load_scorer
@@ -126,6 +127,7 @@ def evaluate_with_vlm(config: VLMEvalConfig, vlm: VLM | None = None) -> dict[str
     semclip = SemClip(vlm, grid=config.grid, k=0)
     tally, skipped = _Tally(), Counter()
     labelled: list[dict[str, Any]] = []
+    indices: list[Any] = []
     all_scores: dict[str, list[torch.Tensor]] = defaultdict(list)
     for start in range(0, len(records), config.batch_size):
         batch = records[start : start + config.batch_size]
@@ -138,6 +140,7 @@ def evaluate_with_vlm(config: VLMEvalConfig, vlm: VLM | None = None) -> dict[str
         if not items:
             continue
         records_of = {r.qid: r for r in batch}
+        indices += [records_of[it.qid].meta.get("index") for it in items]  # MMBench's copies
         scores = evaluator.score(items)
         rows = [label_row(it, s, evaluator.provenance) for it, s in zip(items, scores)]
         labelled += rows
@@ -176,7 +179,8 @@ def evaluate_with_vlm(config: VLMEvalConfig, vlm: VLM | None = None) -> dict[str
             f"no question of split {config.split!r} of {config.dataset} could be evaluated "
             f"(left out: {dict(skipped) or 'none'}; the split has {len(records)} questions)"
         )
-    return _write(config, vlm, tally, labelled, all_scores, skipped)
+    preset = ds.columns.name
+    return _write(config, vlm, tally, labelled, all_scores, skipped, preset, indices)
 
 
 def _check_scorer_grids(config: VLMEvalConfig, scorers: dict[str, CellScorer]) -> None:
@@ -207,16 +211,18 @@ def _order(names: list[str], scorers: Sequence[str], ks: Sequence[int]) -> list[
     return [n for n in ordered if n in names]
 
 
-def _write(config, vlm, tally, labelled, all_scores, skipped) -> dict[str, Any]:
+def _write(config, vlm, tally, labelled, all_scores, skipped, preset, indices) -> dict[str, Any]:
     names = _order(list(tally.rows), list(config.scorers), config.ks)
-    accuracy = {n: sum(tally.rows[n]) / len(tally.rows[n]) for n in names}
-    subjects = sorted({r["subject"] or "-" for r in labelled})
+    values = {n: tally.rows[n] for n in names}
+    subjects = [r["subject"] or "-" for r in labelled]
+    if preset == MMBENCH:  # CircularEval: one entry per question, right only if every copy is
+        values, subjects = circular_results(values, subjects, circular_groups(indices))
+    accuracy = {n: sum(v) / len(v) for n, v in values.items()}
     per_subject: dict[str, dict[str, float]] = {}
     for name in names:
         per_subject[name] = {}
-        for subject in subjects:
-            picked = [v for v, r in zip(tally.rows[name], labelled)
-                      if (r["subject"] or "-") == subject]  # fmt: skip
+        for subject in sorted(set(subjects)):
+            picked = [v for v, s in zip(values[name], subjects) if s == subject]
             per_subject[name][subject] = sum(picked) / len(picked)
     labels = torch.tensor([r["cell_correct"] for r in labelled])
     rankable = labels.any(dim=1) & ~labels.all(dim=1)
@@ -233,7 +239,10 @@ def _write(config, vlm, tally, labelled, all_scores, skipped) -> dict[str, Any]:
         "family": vlm.family.name,
         "vlm_config": vlm.config.as_used(vlm.prompt_format).to_dict(),
         "grid_n": config.grid,
-        "questions": len(labelled),
+        "questions": len(subjects),
+        "labelled_copies": len(labelled),
+        "circular_eval": preset == MMBENCH,
+        "protocol": protocol_note(preset),
         "left_out": dict(skipped),
         "rankable_questions": int(rankable.sum()),
         "scorers": dict(config.scorers),
@@ -250,7 +259,7 @@ def _write(config, vlm, tally, labelled, all_scores, skipped) -> dict[str, Any]:
     (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     (out / "table.md").write_text(vlm_table(results), encoding="utf-8")
     title = (
-        f"VLM in the loop on '{config.split}' ({len(labelled)} questions, "
+        f"VLM in the loop on '{config.split}' ({len(subjects)} questions, "
         f"grid {config.grid}x{config.grid})"
     )
     scored = [n for n in names if n.rsplit(" (k=", 1)[0] in config.scorers]

@@ -5,11 +5,17 @@ letters) and returns, per item, the log-probabilities of the option letters for 
 as [overview, cell, prompt] and for the overview alone (the baseline). It does not decide labels:
 :func:`label_row` derives them (predicted letter = argmax over the question's own letters;
 p(correct) = softmax over those letters at the answer).
+
+:class:`IsolatedScorer` keeps one question's failure inside the evaluator from costing the run: the
+question becomes a :class:`Skip` (``model_error:<ExceptionType>``), unless every question so far
+failed, which stops the run with :class:`ScoringError`.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,6 +32,11 @@ from semclip.data.prompts import (
     render_prompt,
 )
 from semclip.data.scienceqa import QARecord
+
+logger = logging.getLogger(__name__)
+
+#: Skip reason prefix of a question that failed inside the evaluator: ``model_error:<Type>``.
+MODEL_ERROR = "model_error"
 
 
 @dataclass
@@ -72,11 +83,117 @@ class ItemScores:
 
 
 class Evaluator(Protocol):
-    """What the labeling loop needs of an evaluator."""
+    """What the labeling loop needs of an evaluator. It may also have ``refuse(item) -> str |
+    None``: a skip reason for a question it cannot score, asked before scoring (the HF evaluator
+    refuses images smaller than its model can encode)."""
 
     provenance: LabelProvenance
 
     def score(self, items: Sequence[LabelItem]) -> list[ItemScores]: ...
+
+
+def refuse_upfront(evaluator: Evaluator, entry: LabelItem | Skip) -> LabelItem | Skip:
+    """``entry``, or a :class:`Skip` with the reason the evaluator's optional ``refuse`` gives."""
+    refuse = getattr(evaluator, "refuse", None)
+    reason = refuse(entry) if refuse is not None and isinstance(entry, LabelItem) else None
+    if reason is None:
+        return entry
+    return Skip(entry.qid, entry.split, entry.row, reason, entry.meta)
+
+
+class ScoringError(RuntimeError):
+    """Every question scored so far failed inside the evaluator: its model or setup is at fault,
+    not a row, so the run stops rather than record a label set of nothing but skips."""
+
+
+def _device_error(err: BaseException) -> bool:
+    """CUDA out of memory (the runtime already halves its batch, so one more is the device's
+    limit) and other accelerator errors (they leave the device unusable for every question after):
+    errors of the device, not of a question, so they stop the run."""
+    torch = sys.modules.get("torch")  # an evaluator that never imported torch raised neither
+    if torch is None:
+        return False
+    return isinstance(err, (torch.cuda.OutOfMemoryError, getattr(torch, "AcceleratorError", ())))
+
+
+class IsolatedScorer:
+    """An evaluator's ``score``, where one question's failure costs only that question.
+
+    A batch whose scoring raises is scored again one question at a time; a question that still
+    fails becomes ``Skip(reason="model_error:<ExceptionType>")``, the first of each type logged
+    with its message. Device errors (:func:`_device_error`), ``KeyboardInterrupt`` and other
+    non-``Exception`` errors propagate. :attr:`hopeless` says every question so far failed.
+    """
+
+    def __init__(self, evaluator: Evaluator) -> None:
+        self.evaluator = evaluator
+        self.scored = 0
+        self.failed = 0
+        self.first: tuple[str, Exception] | None = None
+        """The first failed question's id and error."""
+        self._logged: set[str] = set()
+
+    @property
+    def hopeless(self) -> bool:
+        """Whether questions failed and none was scored: the run should stop (:meth:`error`)."""
+        return self.failed > 0 and self.scored == 0
+
+    def score(self, items: Sequence[LabelItem]) -> list[ItemScores | Skip]:
+        """Per item, its scores, or a ``model_error`` skip when it failed inside the evaluator."""
+        if not items:
+            return []
+        try:
+            results: list[ItemScores | Skip] = list(self.evaluator.score(items))
+        except Exception as err:
+            if _device_error(err):
+                raise
+            results = self._one_by_one(items, err)
+        self.scored += sum(not isinstance(r, Skip) for r in results)
+        return results
+
+    def error(self) -> ScoringError:
+        """The one-line error that stops a run whose every question failed."""
+        qid, err = self.first or ("?", RuntimeError("unknown"))
+        first = (str(err).strip().splitlines() or [""])[0]
+        return ScoringError(
+            f"all {self.failed} question(s) scored so far failed inside the evaluator, the first "
+            f"({qid}) with {type(err).__name__}: {first} (nothing was recorded for them; "
+            "--debug shows the traceback)"
+        )
+
+    def _one_by_one(self, items: Sequence[LabelItem], err: Exception) -> list[ItemScores | Skip]:
+        if len(items) == 1:
+            return [self._failed(items[0], err)]
+        self._log_once(
+            f"batch:{type(err).__name__}",
+            "a batch of %d questions failed (%s: %s): scoring them one at a time",
+            len(items),
+            type(err).__name__,
+            err,
+        )
+        return [self._score_one(item) for item in items]
+
+    def _score_one(self, item: LabelItem) -> ItemScores | Skip:
+        try:
+            return self.evaluator.score([item])[0]
+        except Exception as err:
+            if _device_error(err):
+                raise
+            return self._failed(item, err)
+
+    def _failed(self, item: LabelItem, err: Exception) -> Skip:
+        self.failed += 1
+        self.first = self.first or (item.qid, err)
+        reason = f"{MODEL_ERROR}:{type(err).__name__}"
+        message = "%s failed in the evaluator (%s: %s): recorded as skipped (%s)"
+        self._log_once(reason, message, item.qid, type(err).__name__, err, reason)
+        return Skip(item.qid, item.split, item.row, reason, item.meta)
+
+    def _log_once(self, key: str, message: str, *args) -> None:
+        """A warning the first time for ``key``, debug after (one bad row type, one line)."""
+        level = logging.DEBUG if key in self._logged else logging.WARNING
+        self._logged.add(key)
+        logger.log(level, message, *args)
 
 
 def prepare_item(

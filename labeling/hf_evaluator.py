@@ -5,6 +5,10 @@ For each question the VLM is shown [overview, cell, prompt] for every cell and [
 sharing the [preamble + overview] prefix across a question's rows where the family allows it
 (``vlm/shared_prefix.py``); ``mode="generate"`` decodes greedily per pair at batch 1 and parses the
 answer as lmms-eval does, for comparison with that harness.
+
+A question whose overview or a cell is smaller than the model can encode (Mistral 3: a single
+Pixtral token, see ``vlm/families.py``) is refused before scoring (:meth:`HFEvaluator.refuse`) and
+recorded as ``image_too_small``, in both modes, rather than enlarged.
 """
 
 from __future__ import annotations
@@ -73,6 +77,12 @@ class HFEvaluator:
     def whole_rows(self) -> int:
         """Questions whose rows could not share a prefix exactly (scored whole)."""
         return self.shared.whole_rows
+
+    def refuse(self, item: LabelItem) -> str | None:
+        """``image_too_small`` when the overview or a cell is smaller than the model can encode
+        (whether it failed would otherwise depend on its batch), else ``None``."""
+        images = [item.overview, *(cell.image for cell in item.cells)]
+        return "image_too_small" if any(self.vlm.too_small(img) for img in images) else None
 
     def score(self, items: Sequence[LabelItem]) -> list[ItemScores]:
         with torch.inference_mode():

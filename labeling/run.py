@@ -4,6 +4,10 @@ Scale comes from Lightning: ``--devices`` / ``--num-nodes`` / ``--strategy`` run
 device, each labelling a disjoint slice (no sampler padding, so no duplicate predictions) and
 writing its own shards; ``--num-shards`` / ``--shard-index`` split the work across a job array.
 Resume: questions already recorded under the same resume key are skipped.
+
+A question the evaluator refuses (an image smaller than its model can encode) or that fails inside
+it is recorded as skipped with its reason and the run goes on; when every question so far failed,
+the run stops (``ScoringError``) keeping what was written.
 """
 
 from __future__ import annotations
@@ -40,7 +44,18 @@ from semclip.data.scienceqa import (
     source_records,
 )
 from semclip.labeling.config import LabelConfig, evaluator_class, evaluator_settings
-from semclip.labeling.evaluator import Evaluator, LabelItem, Skip, label_row, prepare_item, skip_row
+from semclip.labeling.evaluator import (
+    MODEL_ERROR,
+    Evaluator,
+    IsolatedScorer,
+    ItemScores,
+    LabelItem,
+    Skip,
+    label_row,
+    prepare_item,
+    refuse_upfront,
+    skip_row,
+)
 from semclip.labeling.hf_evaluator import HFEvaluator, provenance_for
 from semclip.labeling.simulated import SimulatedConfig, SimulatedEvaluator
 from semclip.vlm.config import VLMConfig
@@ -156,7 +171,8 @@ class _Prepare:
 
 
 class LabelingModule(pl.LightningModule):
-    """Scores batches of questions and hands label rows to this rank's shard writer."""
+    """Scores batches of questions and hands label rows to this rank's shard writer; a question
+    that fails inside the evaluator costs only itself (:class:`IsolatedScorer`)."""
 
     def __init__(
         self, config: LabelConfig, todo: list[QARecord], resume_key: str, evaluator=None
@@ -167,6 +183,7 @@ class LabelingModule(pl.LightningModule):
         self.todo = todo
         self.evaluator = evaluator
         self.writer: ShardWriter | None = None
+        self.scorer: IsolatedScorer | None = None
         self._bar = None
 
     def setup(self, stage: str) -> None:
@@ -196,6 +213,7 @@ class LabelingModule(pl.LightningModule):
                 f"{self.resume_key} (dtype or prompt format resolved differently on this device)"
             )
         self.writer = ShardWriter(self.config.output_dir, key, tag, self.config.flush_every)
+        self.scorer = IsolatedScorer(self.evaluator)
         if self.config.progress and self.trainer.is_global_zero:
             from tqdm.auto import tqdm
 
@@ -206,18 +224,30 @@ class LabelingModule(pl.LightningModule):
         return batch  # PIL images and records: the evaluator moves its own tensors
 
     def predict_step(self, batch: list[LabelItem | Skip], batch_idx: int) -> None:
-        provenance = self.evaluator.provenance
-        items = [b for b in batch if isinstance(b, LabelItem)]
-        scores = iter(self.evaluator.score(items) if items else [])
-        rows = [
-            label_row(b, next(scores), provenance)
-            if isinstance(b, LabelItem)
-            else skip_row(b, provenance)
-            for b in batch
-        ]
+        batch = [refuse_upfront(self.evaluator, b) for b in batch]
+        results = iter(self.scorer.score([b for b in batch if isinstance(b, LabelItem)]))
+        rows = [self._row(b, next(results) if isinstance(b, LabelItem) else b) for b in batch]
+        if self.scorer.hopeless:
+            self._stop(rows)
         self.writer.add(rows)
         if self._bar is not None:
             self._bar.update(len(batch))
+
+    def _row(self, entry: LabelItem | Skip, result: ItemScores | Skip) -> dict[str, Any]:
+        """The row of one entry of the batch: labelled from its scores, or skipped with a reason
+        (the collate's, the evaluator's refusal, or a failure inside the evaluator)."""
+        provenance = self.evaluator.provenance
+        if isinstance(result, Skip):
+            return skip_row(result, provenance)
+        return label_row(entry, result, provenance)
+
+    def _stop(self, rows: list[dict[str, Any]]) -> None:
+        """Every question so far failed: keep what was recorded (this batch's other skips
+        included) but not the failures, so a rerun after the fix labels them; then stop."""
+        failure = f"{MODEL_ERROR}:"
+        self.writer.add([r for r in rows if not (r["skip_reason"] or "").startswith(failure)])
+        self.on_predict_end()
+        raise self.scorer.error() from self.scorer.first[1]
 
     def on_predict_end(self) -> None:
         self.writer.flush()

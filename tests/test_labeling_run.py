@@ -68,7 +68,7 @@ def test_rerun_skips_done_and_overwrite_relabels(synthetic_dir, tmp_path):
     assert sorted(Counter(qids(tmp_path)).values()) == [1] * 16
 
 
-class Crash(RuntimeError):
+class Crash(BaseException):
     pass
 
 

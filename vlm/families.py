@@ -18,10 +18,14 @@ question's continuations. What a family may change is small, and lives here:
 - ``full_row_keys``: per-token inputs the model needs over the whole row, prefix included, when
   it continues from a cache (Gemma 3's ``token_type_ids`` drive bidirectional image blocks);
 - ``positions``: position ids of a continuation (``offset + arange`` for 1-D RoPE; M-RoPE from
-  the model's own ``get_rope_index`` over the full row for Qwen-VL).
+  the model's own ``get_rope_index`` over the full row for Qwen-VL);
+- ``min_image_side``: the smallest image the model can encode (Mistral 3's Pixtral vision fails on
+  an image of a single token); a question with a smaller overview or cell is refused up front and
+  recorded as skipped (``image_too_small``), never enlarged.
 
-Adding a family is one entry in :data:`FAMILIES` (and a subclass only if its positions differ)
-plus a tiny builder in ``semclip.models.tiny_vlms``, named by the entry's ``tiny_builder``.
+Adding a family is one entry in :data:`FAMILIES` (and a subclass only if its positions or its
+smallest image differ) plus a tiny builder in ``semclip.models.tiny_vlms``, named by the entry's
+``tiny_builder``.
 """
 
 from __future__ import annotations
@@ -72,6 +76,12 @@ class Family:
         del model
         return (offset + torch.arange(width)).expand(len(rows), -1)
 
+    def min_image_side(self, model_config) -> int:
+        """An image is encodable when its longer side is at least this many pixels (0: any
+        image is); labeling refuses a question whose overview or a cell is not, before scoring."""
+        del model_config
+        return 0
+
     def missing_packages(self) -> list[str]:
         """The packages of :attr:`needs` that are not installed."""
         return [p for p in self.needs if importlib.util.find_spec(p) is None]
@@ -100,6 +110,25 @@ class MRopeFamily(Family):
             pad = part[:, -1:].expand(-1, width - part.shape[1]) if part.shape[1] < width else None
             out.append(part if pad is None else torch.cat([part, pad], dim=1))
         return torch.stack(out, dim=1)  # (3, B, width)
+
+
+@dataclass(frozen=True)
+class PixtralFamily(Family):
+    """Mistral 3 (Pixtral vision): one image token per (patch x merge)^2 pixels, so an image
+    whose sides are both at most patch x merge pixels (28 for Mistral 3.1, 16 for the tiny model)
+    is a single token. The model's ``get_image_features`` squeezes a lone feature row away and
+    fails (``split_with_sizes expects split_sizes to sum exactly to <hidden size>``) whenever that
+    token is the only image token of a forward, so whether such an image scores would depend on
+    what shares its batch.
+
+    Such images are refused up front rather than enlarged: the processor already stretches a
+    small image to whole tokens, and stretching it further would show the model detail the image
+    does not have (and give a cell label the scorer never meets at that size); a recorded skip
+    says honestly what happened, whatever the batch or the mode."""
+
+    def min_image_side(self, model_config) -> int:
+        one_token = model_config.vision_config.patch_size * model_config.spatial_merge_size
+        return one_token + 1
 
 
 _TORCHVISION = ("torchvision",)
@@ -170,7 +199,7 @@ FAMILIES: dict[str, Family] = {
             needs=_TORCHVISION,
             tiny_builder=f"{_TINY}.internvl:build_tiny_internvl",
         ),
-        Family(
+        PixtralFamily(
             "mistral3",
             "mistralai/Mistral-Small-3.1-24B-Instruct-2503",
             needs=_TORCHVISION,

@@ -26,6 +26,11 @@ LLAVA15_SYSTEM = (
 LLAVA15_FORMAT = "{system}USER: {images}{prompt} ASSISTANT:"
 
 
+class PromptFormatError(ValueError):
+    """The processor cannot render the prompt format asked for (a chat template it does not
+    have): a setting the user changes, so command lines print it as one line."""
+
+
 def render_input(
     processor,
     prompt_format: str,
@@ -38,7 +43,9 @@ def render_input(
     ``llava15``: ``{system} USER: <image>\n<image>\n{prompt} ASSISTANT:`` (for two images), as
     LLaVA-1.5's own evaluation renders it; ``system=None`` (or ``""``) leaves the system line out.
     Otherwise the processor's chat template with one user turn and the template's own default
-    system prompt (``system`` is not used).
+    system prompt (``system`` is not used); a processor without one (a VLM that is not a chat
+    model, e.g. PaliGemma) raises :class:`PromptFormatError` naming ``--prompt-format llava15``,
+    since transformers' own error does not say what to do.
     """
     if prompt_format == "llava15":
         return LLAVA15_FORMAT.format(
@@ -47,9 +54,23 @@ def render_input(
             prompt=prompt,
         )
     content = [{"type": "image"}] * num_images + [{"type": "text", "text": prompt}]
-    return processor.apply_chat_template(
-        [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
-    )
+    try:
+        return processor.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+        )
+    except ValueError as err:
+        if getattr(processor, "chat_template", "") is not None:
+            raise  # a template that failed: not a missing one
+        raise PromptFormatError(
+            f"{_processor_name(processor)} has no chat template (not a chat VLM): pass "
+            "--prompt-format llava15 to show it LLaVA-1.5's 'USER: <image> ... ASSISTANT:' form"
+        ) from err
+
+
+def _processor_name(processor) -> str:
+    """The checkpoint a processor was loaded from, or its class for one built in memory."""
+    tokenizer = getattr(processor, "tokenizer", None)
+    return getattr(tokenizer, "name_or_path", "") or type(processor).__name__
 
 
 def answer_tail(rendered: str, marker: str = "x") -> str:

@@ -1,16 +1,19 @@
 """The VLM runtime: one loaded VLM, its inputs rendered and processed, scored by one forward.
 
 Any VLM family of ``vlm/families.py`` (LLaVA-1.5/NeXT/OneVision, Qwen2/2.5/3-VL, Idefics3,
-SmolVLM, Gemma 3, InternVL, Mistral 3). Rows are built by the family's own processor (images nested
-per row, one BOS) and right-padded; a row's log-probabilities are read at its last token (only
-those logits are computed). Labeling, SemClip and evaluation all go through here, so a crop meets
-the VLM exactly as the labels were made. Sharing a question's prefix across its cells is
-``vlm/shared_prefix.py``; :meth:`VLM.question_logprobs` is the whole-row reference it must equal.
+SmolVLM, Gemma 3, InternVL, Mistral 3), and a family outside it scored whole. Rows are built by
+the family's own processor (images nested per row, one BOS), right-padded, and passed to the model
+as far as its forward names them (never ``labels``); a row's log-probabilities are read at its
+last token (only those logits are computed). Labeling, SemClip and evaluation all go through
+here, so a crop meets the VLM exactly as the labels were made. Sharing a question's prefix across
+its cells is ``vlm/shared_prefix.py``; :meth:`VLM.question_logprobs` is the whole-row reference
+it must equal.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 from collections.abc import Sequence
@@ -48,26 +51,31 @@ class VLM:
         self.config = config
         device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = resolve_dtype(config.dtype, device)
+        self.family = family_for(model_type(config) if model is None else model.config.model_type)
         if model is None:
-            require_packages(family_for(model_type(config)), config.model)
+            require_packages(self.family, config.model)
         self.processor = processor or load_processor(config)
+        self.tokenizer = self.processor.tokenizer
+        self.prompt_format = resolve_prompt_format(config.prompt_format, self.family)
+        # rendered before the weights load, so a format the processor cannot render fails at once
+        rendered = self.render("x", 1)
         self.model = model or load_model(config, self.dtype)
         self.model.eval().to(device)
-        self.family = family_for(self.model.config.model_type)
-        self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "right"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.image_token_id = self._image_token_id()
         self.background = processor_background(self.processor.image_processor)
-        self.prompt_format = resolve_prompt_format(config.prompt_format, self.family)
         bos = self.tokenizer.bos_token
         # one BOS, not two: when the chat template writes it, the tokenizer must not add another
-        self.add_special_tokens = not (bos and self.render("x", 1).startswith(bos))
+        self.add_special_tokens = not (bos and rendered.startswith(bos))
         self.cache_kw = cache_keyword(self.model)
+        self.min_image_side = self.family.min_image_side(self.model.config)
+        """Smallest longer side (px) of an image the model can encode; see :meth:`too_small`."""
         self.max_rows = config.max_rows
         """Most rows in one forward: the config's, halved on CUDA out-of-memory."""
         self._letter_ids: dict[tuple[str, ...], list[int]] = {}
+        self._dropped: set[str] = set()
 
     # ------------------------------------------------------------------ prompts and tokens
     @property
@@ -101,6 +109,12 @@ class VLM:
             self._letter_ids[key] = letter_ids(self.tokenizer, tail, letters, self.config.model)
         return self._letter_ids[key]
 
+    def too_small(self, image) -> bool:
+        """Whether ``image`` is smaller than the model can encode (``Family.min_image_side``:
+        both sides at most one Pixtral token for Mistral 3); labeling refuses such questions
+        up front rather than enlarging the image."""
+        return bool(self.min_image_side) and max(self.view(image).size) < self.min_image_side
+
     def view(self, image):
         """An image as this family's preprocessing first sees it (square-padded for LLaVA-1.5)."""
         return pad_to_square(image, self.background) if self.family.square_pad else image
@@ -116,7 +130,27 @@ class VLM:
             return_tensors="pt",
             add_special_tokens=self.add_special_tokens if add_special is None else add_special,
         )
-        return dict(out)
+        return self.model_inputs(dict(out))
+
+    @functools.cached_property
+    def _forward_names(self) -> frozenset[str] | None:
+        """The inputs the model's forward names (``None`` for a forward that names none and takes
+        everything through ``**kwargs``, as some remote-code models do)."""
+        params = inspect.signature(self.model.forward).parameters.values()
+        named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        return frozenset(named) if "input_ids" in named else None
+
+    def model_inputs(self, processed: dict[str, Any]) -> dict[str, Any]:
+        """The processor outputs the model takes: never ``labels`` (PaliGemma's processor always
+        returns them, and with them the forward computes a training loss against logits cut to
+        the last token, and fails), nor a key its forward does not name. The registered families'
+        processors return only keys their forward names, so nothing of theirs is dropped."""
+        names = self._forward_names
+        drop = [k for k in processed if k == "labels" or (names is not None and k not in names)]
+        if set(drop) - self._dropped:
+            self._dropped.update(drop)
+            logger.info("%s: not passing the processor's %s to the model", self.config.model, drop)
+        return {k: v for k, v in processed.items() if k not in drop}
 
     def on_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Tensors moved to the model's device; floating ones cast to its dtype."""
