@@ -363,6 +363,7 @@ def _prepare_output(
         prompt_template=config.vlm.template,
         splits=splits,
         columns=config.column_map().to_dict(),
+        max_pixels=config.max_pixels,
         **sharing,
     )
     if previous is not None and previous.provenance.resume_key != key:

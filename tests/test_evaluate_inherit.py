@@ -23,7 +23,8 @@ def generate_labels(tiny_llava_dir, synthetic_dir, tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("generate-labels")
     config = LabelConfig.from_values(
         dataset=synthetic_dir, splits=["test"], model=tiny_llava_dir, mode="generate",
-        max_new_tokens=2, limit=3, output_dir=str(out), accelerator="cpu", progress=False,
+        max_new_tokens=2, limit=3, max_pixels=1_000_000, output_dir=str(out), accelerator="cpu",
+        progress=False,
     )  # fmt: skip
     run_labeling(config)
     return str(out)
@@ -44,6 +45,7 @@ def test_the_label_sets_mode_is_inherited_and_k1_equals_the_labels(
     assert code == 0, err
     live = json.loads((out / "results.json").read_text())
     assert live["mode"] == "generate" and live["forced"] == []
+    assert live["max_pixels"] == 1_000_000  # the label set's image limit
     stored = tmp_path / "stored"
     code, err = run(["--labels-dir", generate_labels, "--out-dir", str(stored)], capsys)
     assert code == 0, err
@@ -69,6 +71,8 @@ def test_a_contradicting_flag_needs_force_and_the_table_says_so(
     assert results["mode"] == "logprob"
     assert results["forced"] == ["--mode 'logprob' (label set: 'generate')"]
     assert "Run with --force" in (out / "table.md").read_text()
+    code, err = run([*argv[:-2], "--max-pixels", "5000"], capsys)
+    assert code == 2 and "--max-pixels 5000 (label set: 1000000)" in err
     # a flag that agrees with the label set is no contradiction
     code, err = run([*argv[:-1], "generate"], capsys)
     assert code == 0, err
