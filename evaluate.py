@@ -304,9 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("httpx", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    from semclip.labeling.evaluator import ScoringError  # every question failed in the VLM
+
     try:
         results = _run_vlm(args, scorers) if args.vlm else _run_stored(args, scorers)
-    except (ValueError, ImportError, OSError) as err:  # no rows, a name not found, a package
+    except (ValueError, ImportError, OSError, ScoringError) as err:  # no rows, a name, a package
         return user_error(PROG, err)
     print(Path(args.out_dir, "table.md").read_text(encoding="utf-8"))
     print(json.dumps(results["accuracy"], indent=2))

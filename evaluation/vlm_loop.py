@@ -41,7 +41,14 @@ from semclip.evaluation.stored import baseline_rows
 from semclip.evaluation.tables import MAJORITY, ORACLE, PLAIN, check_scorer_names, vlm_table
 from semclip.inference.scorers import CellScorer, Query, load_scorer
 from semclip.inference.semclip import Prepared, SemClip
-from semclip.labeling.evaluator import LabelItem, label_row, prepare_item
+from semclip.labeling.evaluator import (
+    IsolatedScorer,
+    LabelItem,
+    Skip,
+    label_row,
+    prepare_item,
+    refuse_upfront,
+)
 from semclip.labeling.hf_evaluator import HFEvaluator
 from semclip.vlm.config import VLMConfig
 from semclip.vlm.runtime import VLM
@@ -126,22 +133,34 @@ def evaluate_with_vlm(config: VLMEvalConfig, vlm: VLM | None = None) -> dict[str
     cells = config.grid**2
     semclip = SemClip(vlm, grid=config.grid, k=0)
     tally, skipped = _Tally(), Counter()
+    isolated = IsolatedScorer(evaluator)
     labelled: list[dict[str, Any]] = []
     indices: list[Any] = []
     all_scores: dict[str, list[torch.Tensor]] = defaultdict(list)
     for start in range(0, len(records), config.batch_size):
         batch = records[start : start + config.batch_size]
         prepared = [
-            prepare_item(r, config.grid, vlm.config.template, config.max_pixels, vlm.config.alpha)
+            refuse_upfront(
+                evaluator,
+                prepare_item(
+                    r, config.grid, vlm.config.template, config.max_pixels, vlm.config.alpha
+                ),
+            )
             for r in batch
         ]
-        items = [p for p in prepared if isinstance(p, LabelItem)]
+        # as labeling does: a question failing inside the VLM is left out with its reason
+        candidates = [p for p in prepared if isinstance(p, LabelItem)]
+        scored = list(zip(candidates, isolated.score(candidates)))
+        if isolated.hopeless:
+            raise isolated.error()
+        items = [it for it, s in scored if not isinstance(s, Skip)]
+        scores = [s for _, s in scored if not isinstance(s, Skip)]
         skipped.update(p.reason for p in prepared if not isinstance(p, LabelItem))
+        skipped.update(s.reason for _, s in scored if isinstance(s, Skip))
         if not items:
             continue
         records_of = {r.qid: r for r in batch}
         indices += [records_of[it.qid].meta.get("index") for it in items]  # MMBench's copies
-        scores = evaluator.score(items)
         rows = [label_row(it, s, evaluator.provenance) for it, s in zip(items, scores)]
         labelled += rows
         base = baseline_rows(rows)

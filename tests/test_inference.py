@@ -202,3 +202,28 @@ def test_random_scorer_is_seeded_and_bad_specs_are_clear(vlm):
         SemClip(vlm, None, grid=2, k=1)
     with pytest.raises(ValueError, match="k must be in 0..4"):
         SemClip(vlm, RandomScorer(), grid=2, k=5)
+
+
+def test_a_question_failing_in_the_vlm_is_left_out_with_its_reason(
+    vlm, synthetic_dir, tmp_path, monkeypatch
+):
+    """As in labeling: one question's error inside the VLM costs only that question."""
+    from semclip.labeling.hf_evaluator import HFEvaluator
+
+    real = HFEvaluator.score
+    source = load_qa_dataset(synthetic_dir, "test")
+    bad = source[1]["question"]
+
+    def fragile(self, items):
+        if any(bad in item.prompt for item in items):
+            raise RuntimeError("this question breaks the model")
+        return real(self, items)
+
+    monkeypatch.setattr(HFEvaluator, "score", fragile)
+    config = VLMEvalConfig(
+        vlm=VLMConfig(model="tiny", device="cpu"), dataset=synthetic_dir, split="test", ks=[1],
+        limit=4, batch_size=4, out_dir=str(tmp_path),
+    )  # fmt: skip
+    results = evaluate_with_vlm(config, vlm=vlm)
+    assert results["questions"] == 4 - sum(bad == source[i]["question"] for i in range(4))
+    assert results["left_out"] == {"model_error:RuntimeError": 4 - results["questions"]}
