@@ -17,7 +17,7 @@ from pathlib import Path
 
 from semclip.cli.errors import OneLineParser, check_device, take_debug_flag, user_error
 from semclip.cli.threads import calm_openmp
-from semclip.cli.vlm_flags import add_vlm_flags, check_vlm_flags, vlm_options
+from semclip.cli.vlm_flags import VLM_OPTIONS, add_vlm_flags, check_vlm_flags, vlm_options
 from semclip.data.hub import looks_local
 from semclip.evaluation.tables import check_scorer_names
 
@@ -202,7 +202,14 @@ def check_args(args: argparse.Namespace) -> dict[str, str]:
 
 #: Flags that decide what the VLM is shown: with --labels-dir they default to the label set's,
 #: and one that contradicts it is refused unless --force (then the table names it).
-SEEN_FLAGS = ("mode", "revision", "prompt_format", "system_prompt", "image_backend", "alpha")
+SEEN_FLAGS = ("mode", *VLM_OPTIONS)
+
+
+def _same_model(given: str, recorded: str) -> bool:
+    """Whether ``--vlm`` names the label set's evaluator (a folder by its resolved path)."""
+    if looks_local(given) or looks_local(recorded):
+        return Path(given).expanduser().resolve() == Path(recorded).expanduser().resolve()
+    return given == recorded
 
 
 def _inherit(args: argparse.Namespace, name: str, recorded, flag: str | None = None) -> None:
@@ -233,7 +240,12 @@ def _check_vlm_args(args: argparse.Namespace, scorers: dict[str, str]) -> dict[s
             from semclip.vlm.config import VLMConfig
 
             recorded = VLMConfig.from_dict(info.vlm)
-            for name in SEEN_FLAGS:
+            if args.prompt_format == "auto":  # the model's own format: what the label set holds
+                args.prompt_format = None
+            same = _same_model(args.vlm, recorded.model)
+            if not same:  # another VLM: its own revision, prompt format and system line
+                args.forced.append(f"--vlm {args.vlm} (label set: {recorded.model})")
+            for name in SEEN_FLAGS if same else ("mode", "image_backend", "alpha"):
                 _inherit(args, name, getattr(recorded, name))
             args.template = recorded.template
         _inherit(args, "max_pixels", info.max_pixels)

@@ -100,3 +100,23 @@ def test_a_scorer_trained_on_another_grid_needs_force(
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
     assert results["grid_n"] == 2 and "trained on a 3x3 grid" in results["forced"][0]
+
+
+def test_another_vlm_than_the_label_sets_needs_force(
+    tiny_llava_dir, generate_labels, tmp_path, capsys
+):
+    other = tmp_path / "other-vlm"
+    shutil.copytree(tiny_llava_dir, other)
+    out = tmp_path / "eval"
+    argv = ["--labels-dir", generate_labels, "--split", "test", "--k", "1", "--limit", "2",
+            "--device", "cpu", "--out-dir", str(out)]  # fmt: skip
+    code, err = run(["--vlm", str(other), *argv], capsys)
+    assert code == 2 and f"--vlm {other} (label set: {tiny_llava_dir})" in err
+    code, err = run(["--vlm", str(other), *argv, "--force"], capsys)
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert results["mode"] == "generate"  # what the pipeline showed is still the label set's
+    assert results["forced"] == [f"--vlm {other} (label set: {tiny_llava_dir})"]
+    # the label set's own VLM with --prompt-format auto: its own format, no contradiction
+    code, err = run(["--vlm", tiny_llava_dir, *argv, "--prompt-format", "auto"], capsys)
+    assert code == 0, err

@@ -22,9 +22,6 @@ MODES = ("logprob", "generate")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 IMAGE_BACKENDS = ("auto", "pil", "torchvision")
 
-#: Fields that decide what the VLM sees (its inputs), as opposed to how fast it runs.
-SEEN = ("model", "revision", "prompt_format", "system_prompt", "image_backend", "alpha")
-
 #: Fields a label set does not keep: where this machine runs the model.
 NOT_STORED = ("device",)
 
@@ -98,7 +95,3 @@ class VLMConfig:
         """A config from :meth:`to_dict`'s output (unknown keys ignored), then ``overrides``."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in {**data, **overrides}.items() if k in known})
-
-    def seen(self) -> dict[str, Any]:
-        """The fields that decide what the VLM sees (:data:`SEEN`)."""
-        return {name: getattr(self, name) for name in SEEN}
