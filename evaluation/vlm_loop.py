@@ -42,9 +42,11 @@ from semclip.evaluation.tables import MAJORITY, ORACLE, PLAIN, check_scorer_name
 from semclip.inference.scorers import CellScorer, Query, load_scorer
 from semclip.inference.semclip import Prepared, SemClip
 from semclip.labeling.evaluator import (
+    MODEL_ERROR,
     IsolatedScorer,
     LabelItem,
     Skip,
+    device_error,
     label_row,
     prepare_item,
     refuse_upfront,
@@ -123,14 +125,14 @@ def evaluate_with_vlm(config: VLMEvalConfig, vlm: VLM | None = None) -> dict[str
     config.validate()
     ds = load_qa_dataset(config.dataset, config.split, columns=config.columns)  # before the VLM
     records = source_records(ds, config.split, limit=config.limit)  # every row: skips counted
-    evaluator = HFEvaluator(config.vlm, grid=config.grid, vlm=vlm)  # labeling's own scoring
+    # labeling's own scoring, on the given VLM (then its config is the one used) or config.vlm
+    evaluator = HFEvaluator(vlm.config if vlm else config.vlm, grid=config.grid, vlm=vlm)
     vlm = evaluator.vlm
     scorers: dict[str, CellScorer] = {
         name: load_scorer(spec, vlm, device=config.vlm.device)
         for name, spec in config.scorers.items()
     }
     _check_scorer_grids(config, scorers)
-    cells = config.grid**2
     semclip = SemClip(vlm, grid=config.grid, k=0)
     tally, skipped = _Tally(), Counter()
     isolated = IsolatedScorer(evaluator)
@@ -160,38 +162,19 @@ def evaluate_with_vlm(config: VLMEvalConfig, vlm: VLM | None = None) -> dict[str
         if not items:
             continue
         records_of = {r.qid: r for r in batch}
-        indices += [records_of[it.qid].meta.get("index") for it in items]  # MMBench's copies
         rows = [label_row(it, s, evaluator.provenance) for it, s in zip(items, scores)]
-        labelled += rows
-        base = baseline_rows(rows)
-        tally.add(PLAIN, base["overview only"])
-        tally.add("random (k=1)", base["random crop"])
-        tally.add(MAJORITY, base["majority vote"])
-        tally.add(ORACLE, base["oracle"])
-        queries = [
-            Query(it.overview, records_of[it.qid].question, records_of[it.qid].hint,
-                  records_of[it.qid].choices)
-            for it in items
-        ]  # fmt: skip
-        views = [Prepared(it.overview, it.cells, it.prompt, it.letters, q)
-                 for it, q in zip(items, queries)]  # fmt: skip
-        for name, scorer in scorers.items():
-            scores = scorer.cell_scores(queries, config.grid)
-            all_scores[name].append(scores)
-            for k in config.ks:
-                if k == 1:  # the labelled cell rows are exactly these inputs (ties: their mean)
-                    correct = torch.tensor([r["cell_correct"] for r in rows], dtype=torch.float)
-                    tally.add(f"{name} (k=1)", top1_expected(scores, correct).tolist())
-                else:  # ties broken by cell index: the VLM is shown one set of crops
-                    top = torch.topk(scores, k, dim=1).indices.tolist()
-                    tally.add(f"{name} (k={k})", _correct(semclip, views, top, rows))
-        for k in (k for k in config.ks if k > 1):
-            draws = [
-                [_draw(it.qid, config.seed, k, d, cells) for it in items]
-                for d in range(config.random_draws)
-            ]
-            per_draw = [_correct(semclip, views, picks, rows) for picks in draws]
-            tally.add(f"random (k={k})", [sum(v) / len(v) for v in zip(*per_draw)])
+        for part, part_rows, values, part_scores in _rows_or_skips(
+            items,
+            rows,
+            lambda i, r: _batch_rows(config, semclip, scorers, records_of, i, r),
+            skipped,
+        ):
+            labelled += part_rows
+            indices += [records_of[it.qid].meta.get("index") for it in part]  # MMBench's copies
+            for name, value in values.items():
+                tally.add(name, value)
+            for name, value in part_scores.items():
+                all_scores[name].append(value)
         logger.info("evaluated %d / %d questions", start + len(batch), len(records))
     if not labelled:
         raise ValueError(
@@ -200,6 +183,66 @@ def evaluate_with_vlm(config: VLMEvalConfig, vlm: VLM | None = None) -> dict[str
         )
     preset = ds.columns.name
     return _write(config, vlm, tally, labelled, all_scores, skipped, preset, indices)
+
+
+def _rows_or_skips(items, rows, compute, skipped: Counter):
+    """``compute(items, rows)`` for the batch, or question by question when it fails: a question
+    whose rows fail (an error inside the VLM or a scorer) is left out of every row and counted
+    in ``skipped`` as ``model_error:<type>``, as labeling records it. Device errors stop the run."""
+    try:
+        return [(items, rows, *compute(items, rows))]
+    except Exception as err:
+        if device_error(err):
+            raise
+        logger.warning(
+            "a batch failed (%s: %s): evaluating it question by question", type(err).__name__, err
+        )
+    done = []
+    for item, row in zip(items, rows):
+        try:
+            done.append(([item], [row], *compute([item], [row])))
+        except Exception as err:
+            if device_error(err):
+                raise
+            skipped[f"{MODEL_ERROR}:{type(err).__name__}"] += 1
+            logger.warning("%s left out: %s: %s", item.qid, type(err).__name__, err)
+    return done
+
+
+def _batch_rows(config, semclip, scorers, records_of, items, rows):
+    """Every row's per-question values for ``items`` (whose labelled rows are ``rows``), and
+    each scorer's cell scores."""
+    values: dict[str, list[float]] = {}
+    base = baseline_rows(rows)
+    values[PLAIN], values["random (k=1)"] = base["overview only"], base["random crop"]
+    values[MAJORITY], values[ORACLE] = base["majority vote"], base["oracle"]
+    queries = [
+        Query(it.overview, records_of[it.qid].question, records_of[it.qid].hint,
+              records_of[it.qid].choices)
+        for it in items
+    ]  # fmt: skip
+    views = [Prepared(it.overview, it.cells, it.prompt, it.letters, q)
+             for it, q in zip(items, queries)]  # fmt: skip
+    all_scores = {}
+    for name, scorer in scorers.items():
+        scores = scorer.cell_scores(queries, config.grid)
+        all_scores[name] = scores
+        for k in config.ks:
+            if k == 1:  # the labelled cell rows are exactly these inputs (ties: their mean)
+                correct = torch.tensor([r["cell_correct"] for r in rows], dtype=torch.float)
+                values[f"{name} (k=1)"] = top1_expected(scores, correct).tolist()
+            else:  # ties broken by cell index: the VLM is shown one set of crops
+                top = torch.topk(scores, k, dim=1).indices.tolist()
+                values[f"{name} (k={k})"] = _correct(semclip, views, top, rows)
+    cells = config.grid**2
+    for k in (k for k in config.ks if k > 1):
+        draws = [
+            [_draw(it.qid, config.seed, k, d, cells) for it in items]
+            for d in range(config.random_draws)
+        ]
+        per_draw = [_correct(semclip, views, picks, rows) for picks in draws]
+        values[f"random (k={k})"] = [sum(v) / len(v) for v in zip(*per_draw)]
+    return values, all_scores
 
 
 def _check_scorer_grids(config: VLMEvalConfig, scorers: dict[str, CellScorer]) -> None:

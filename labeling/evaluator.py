@@ -106,7 +106,7 @@ class ScoringError(RuntimeError):
     not a row, so the run stops rather than record a label set of nothing but skips."""
 
 
-def _device_error(err: BaseException) -> bool:
+def device_error(err: BaseException) -> bool:
     """CUDA out of memory (the runtime already halves its batch, so one more is the device's
     limit) and other accelerator errors (they leave the device unusable for every question after):
     errors of the device, not of a question, so they stop the run."""
@@ -121,7 +121,7 @@ class IsolatedScorer:
 
     A batch whose scoring raises is scored again one question at a time; a question that still
     fails becomes ``Skip(reason="model_error:<ExceptionType>")``, the first of each type logged
-    with its message. Device errors (:func:`_device_error`), ``KeyboardInterrupt`` and other
+    with its message. Device errors (:func:`device_error`), ``KeyboardInterrupt`` and other
     non-``Exception`` errors propagate. :attr:`hopeless` says every question so far failed.
     """
 
@@ -145,7 +145,7 @@ class IsolatedScorer:
         try:
             results: list[ItemScores | Skip] = list(self.evaluator.score(items))
         except Exception as err:
-            if _device_error(err):
+            if device_error(err):
                 raise
             results = self._one_by_one(items, err)
         self.scored += sum(not isinstance(r, Skip) for r in results)
@@ -177,7 +177,7 @@ class IsolatedScorer:
         try:
             return self.evaluator.score([item])[0]
         except Exception as err:
-            if _device_error(err):
+            if device_error(err):
                 raise
             return self._failed(item, err)
 

@@ -227,3 +227,32 @@ def test_a_question_failing_in_the_vlm_is_left_out_with_its_reason(
     results = evaluate_with_vlm(config, vlm=vlm)
     assert results["questions"] == 4 - sum(bad == source[i]["question"] for i in range(4))
     assert results["left_out"] == {"model_error:RuntimeError": 4 - results["questions"]}
+
+
+def test_a_question_failing_at_k2_is_left_out_of_every_row(
+    vlm, synthetic_dir, tiny_clip_dir, tmp_path, monkeypatch
+):
+    """A failure after the k=1 labels (the VLM shown two crops) costs only that question too:
+    it leaves every row, so all rows count the same questions."""
+    from semclip.inference.semclip import SemClip
+
+    real = SemClip.answer_prepared
+    source = load_qa_dataset(synthetic_dir, "test")
+    bad = source[2]["question"]
+
+    def fragile(self, prepared, picks):
+        if any(bad in p.prompt for p in prepared):
+            raise RuntimeError("two crops break the model")
+        return real(self, prepared, picks)
+
+    monkeypatch.setattr(SemClip, "answer_prepared", fragile)
+    config = VLMEvalConfig(
+        vlm=VLMConfig(model="tiny", device="cpu"), dataset=synthetic_dir, split="test", ks=[1, 2],
+        scorers={"zs": tiny_clip_dir}, limit=4, batch_size=4, random_draws=1, out_dir=str(tmp_path),
+    )  # fmt: skip
+    results = evaluate_with_vlm(config, vlm=vlm)
+    failing = sum(bad == source[i]["question"] for i in range(4))
+    assert results["questions"] == 4 - failing >= 1
+    assert results["left_out"] == {"model_error:RuntimeError": failing}
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert set(written["accuracy"]) >= {"plain VLM (k=0)", "zs (k=2)", "random (k=2)"}

@@ -149,7 +149,11 @@ class VLM:
         drop = [k for k in processed if k == "labels" or (names is not None and k not in names)]
         if set(drop) - self._dropped:
             self._dropped.update(drop)
-            logger.info("%s: not passing the processor's %s to the model", self.config.model, drop)
+            logger.warning(
+                "%s: not passing the processor's %s to the model (its forward does not name them)",
+                self.config.model,
+                drop,
+            )
         return {k: v for k, v in processed.items() if k not in drop}
 
     def on_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
