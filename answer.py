@@ -98,15 +98,19 @@ def check_args(args: argparse.Namespace) -> None:
     check_device(args.device)
 
 
-def describe(answer, choices: list[str], scorer: str | None) -> str:
-    """The one line a person reads: answer, probability, what the VLM was shown."""
+def answer_text(answer, choices: list[str]) -> str:
+    """What the VLM said: the option and its probability among the options."""
     index = answer.choice_index
     if index is None or not 0 <= index < len(choices):
-        said = f"no option ({answer.letter})"
-    else:
-        probs = [math.exp(v) for v in answer.logprobs]
-        share = probs[index] / sum(probs)
-        said = f"{answer.letter}. {choices[index]} (p={share:.2f} among the options)"
+        return f"no option ({answer.letter})"
+    probs = [math.exp(v) for v in answer.logprobs]
+    share = probs[index] / sum(probs)
+    return f"{answer.letter}. {choices[index]} (p={share:.2f} among the options)"
+
+
+def describe(answer, choices: list[str], scorer: str | None) -> str:
+    """The one line a person reads: answer, probability, what the VLM was shown."""
+    said = answer_text(answer, choices)
     if not answer.indices:
         return f"{said}; shown: the whole image only"
     n = answer.grid
@@ -171,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             grid=answer.grid,
         )
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        answered = said.split(";")[0]  # "B. green (p=0.90 among the options)"
+        answered = answer_text(answer, args.choices)
         picture = selection_picture(image, selection, args.question, answer=answered, legend=True)
         picture.save(args.out)
         print(f"picture: {args.out} (red frame: the crop(s) shown to the VLM)")

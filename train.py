@@ -8,7 +8,6 @@ python train.py export --ckpt runs/paper/checkpoints/last.ckpt --out scorer/
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -63,21 +62,14 @@ def main(argv: list[str] | None = None) -> int:
             f"semclip-train: error: unknown subcommand {args[0]!r}; choose {names}", file=sys.stderr
         )
         return 2
-    debug = len(args) < len(given) or os.environ.get("SEMCLIP_DEBUG", "").strip() not in (
-        "",
-        "0",
-        "false",
-        "no",
-    )
-    missing = None if debug else _missing_labels_dir(args)  # --debug: the CLI's own traceback
-    if missing is not None:  # answered before Lightning is imported (seconds on a busy machine)
-        print(
-            f"semclip-train: error: --data.labels_dir: no such folder: {missing}; make label "
-            f"shards with `python label.py --output-dir {missing}` (see `python label.py "
-            "--help`) or pass the folder it wrote",
-            file=sys.stderr,
-        )
-        return 2
+    from semclip.cli.errors import debugging, take_debug_flag, user_error
+    from semclip.data.labels import labels_dir_error
+
+    take_debug_flag(given)
+    labels_dir = None if debugging() else _given_labels_dir(args)  # --debug: the CLI's traceback
+    error = labels_dir_error(labels_dir) if labels_dir is not None else None
+    if error is not None:  # answered before Lightning is imported (seconds on a busy machine)
+        return user_error("semclip-train", error)
     from semclip.cli.threads import calm_openmp
 
     calm_openmp()  # before torch is imported
@@ -86,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     return cli_main(argv)
 
 
-def _missing_labels_dir(args: list[str]) -> str | None:
+def _given_labels_dir(args: list[str]) -> str | None:
     """The ``--data.labels_dir`` given on the command line (or in a ``--config`` file when not
-    there) if it names no folder; ``None`` otherwise (the CLI checks the rest)."""
+    there); ``None`` when neither names one (the CLI checks the rest)."""
     value = None
     for i, arg in enumerate(args):
         if arg == "--data.labels_dir" and i + 1 < len(args):
@@ -106,8 +98,6 @@ def _missing_labels_dir(args: list[str]) -> str | None:
                 value = data.get("labels_dir", value) if isinstance(data, dict) else value
             except (OSError, ValueError, AttributeError):  # the CLI reports a bad file itself
                 continue
-    if value is None or Path(value).expanduser().is_dir():
-        return None
     return value
 
 

@@ -187,6 +187,17 @@ def shard_files(out_dir: str | Path, split: str | None = None, resume_key: str |
     return sorted(glob.glob(os.path.join(str(out_dir), pattern)))
 
 
+def labels_dir_error(labels_dir: str, flag: str = "--data.labels_dir") -> FileNotFoundError | None:
+    """The one-line error for a folder that holds no label shards (``None`` when it holds some)."""
+    if shard_files(labels_dir):
+        return None
+    what = "no label shards were found in" if Path(labels_dir).is_dir() else "no such folder:"
+    return FileNotFoundError(
+        f"{flag}: {what} {labels_dir}; make label shards with `python label.py --output-dir "
+        f"{labels_dir}` (see `python label.py --help`) or pass the folder it wrote"
+    )
+
+
 class ShardWriter:
     """Buffers label rows and writes them as atomic parquet shards.
 

@@ -14,14 +14,13 @@ import hashlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from semclip.data.images import load_image
-from semclip.data.labels import read_info, read_labels, shard_files
+from semclip.data.labels import labels_dir_error, read_info, read_labels
 from semclip.data.scienceqa import open_labelled_source, question_id
 from semclip.models.scorer import scorer_text
 
@@ -113,12 +112,9 @@ def load_groups(
 
 def check_labels_dir(labels_dir: str) -> None:
     """A one-line ``FileNotFoundError`` when ``labels_dir`` holds no label shards."""
-    if not shard_files(labels_dir):
-        what = "no label shards were found in" if Path(labels_dir).is_dir() else "no such folder:"
-        raise FileNotFoundError(
-            f"--data.labels_dir: {what} {labels_dir}; make label shards with `python label.py "
-            f"--output-dir {labels_dir}` (see `python label.py --help`) or pass the folder it wrote"
-        )
+    error = labels_dir_error(labels_dir)
+    if error is not None:
+        raise error
 
 
 def has_validation(val_split: str | None, val_fraction: float) -> bool:

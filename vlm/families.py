@@ -24,8 +24,10 @@ question's continuations. What a family may change is small, and lives here:
   recorded as skipped (``image_too_small``), never enlarged.
 
 Adding a family is one entry in :data:`FAMILIES` (and a subclass only if its positions or its
-smallest image differ) plus a tiny builder in ``semclip.models.tiny_vlms``, named by the entry's
-``tiny_builder``.
+smallest image differ) plus a tiny offline builder (``semclip.models.tiny`` for LLaVA-1.5,
+``semclip.models.tiny_vlms`` for the others), named by the entry's ``tiny_builder``:
+:func:`build_tiny_vlm` imports it by that name when a test or a benchmark asks, the only way this
+room reaches ``models/``.
 """
 
 from __future__ import annotations
