@@ -339,6 +339,7 @@ def _run_stored(args: argparse.Namespace, scorers: dict[str, str]) -> dict:
         batch_size=args.batch_size,
         device=args.device,
         out_dir=args.out_dir,
+        force=args.force,
     )
     return evaluate(config)
 

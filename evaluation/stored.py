@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,12 @@ from semclip.data.scienceqa import labelled_source_args, load_qa_dataset, questi
 from semclip.evaluation.chart import bar_chart
 from semclip.evaluation.metrics import RankingMetrics, top1_expected
 from semclip.evaluation.protocols import MMBENCH, circular_groups, circular_results, protocol_note
-from semclip.evaluation.tables import ROW_MEANINGS, check_scorer_names, stored_table
+from semclip.evaluation.tables import (
+    ROW_MEANINGS,
+    check_scorer_names,
+    per_subject_accuracy,
+    stored_table,
+)
 from semclip.models.scorer import scorer_text
 from semclip.models.selector import Selector
 
@@ -62,6 +67,8 @@ class EvalConfig:
     """Device for the scorers."""
     out_dir: str = "eval"
     """Where results.json, table.md and accuracy.png go."""
+    force: bool = False
+    """Evaluate a scorer trained on another grid than the labels' anyway (the table says so)."""
 
 
 def majority_correct(row: dict[str, Any]) -> bool:
@@ -126,9 +133,9 @@ def score_split(
     source,
     batch_size: int,
 ) -> torch.Tensor:
-    """``(Q, n*n)`` scores of every labelled question's cells (cut as the labels recorded)."""
+    """``(Q, n*n)`` scores of every labelled question's cells (cut as the labels recorded); the
+    rows must be in ``source`` (:func:`check_rows`)."""
     grid = rows[0]["grid_n"]
-    check_rows(rows, source)
     out = []
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
@@ -183,8 +190,10 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         raise ValueError(f"--k {too_big[0]}: a {grid}x{grid} grid has 1..{grid * grid} cells")
     accuracy = baseline_rows(rows)
     ranking: dict[str, dict[str, float]] = {}
+    forced: list[str] = []
     rankable = torch.tensor([any(r["cell_correct"]) and not all(r["cell_correct"]) for r in rows])
     labels = torch.tensor([r["cell_correct"] for r in rows])
+    source = None
     if config.scorers:
         source_name = config.dataset or (info.dataset if info else None)
         if source_name is None:
@@ -197,6 +206,15 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         for name, path in config.scorers.items():
             logger.info("scoring %d questions with %s (%s)", len(rows), name, path)
             selector = Selector.from_pretrained(path, device=config.device)
+            trained = getattr(getattr(selector, "scorer", None), "grid", None)
+            if trained is not None and trained != grid:
+                note = f"--scorer {name}: trained on a {trained}x{trained} grid, the labels are on "
+                if not config.force:
+                    raise ValueError(
+                        f"{note}{grid}x{grid}: label a {trained}x{trained} set for it, or pass "
+                        "--force to evaluate it anyway (the table says so)"
+                    )
+                forced.append(f"{note}{grid}x{grid}")
             scores = score_split(selector, rows, source, config.batch_size)
             accuracy.update(scorer_rows(name, scores, rows, config.ks))
             if rankable.any():  # no question with a right and a wrong cell: left blank
@@ -207,15 +225,11 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     subjects = [r["subject"] or "-" for r in rows]
     copies = len(rows)
     if preset == MMBENCH:  # CircularEval: one entry per question, right only if every copy is
-        source = load_qa_dataset(**labelled_source_args(info, config.split, config.dataset))
+        if source is None:
+            source = load_qa_dataset(**labelled_source_args(info, config.split, config.dataset))
         texts = source.texts()
         groups = circular_groups([texts[r["row"]]["index"] for r in rows])
         accuracy, subjects = circular_results(accuracy, subjects, groups)
-    per_subject: dict[str, dict[str, float]] = defaultdict(dict)
-    for method, values in accuracy.items():
-        for subject in sorted(set(subjects)):
-            picked = [v for v, s in zip(values, subjects) if s == subject]
-            per_subject[method][subject] = sum(picked) / len(picked)
     results = {
         "split": config.split,
         "questions": len(subjects),
@@ -226,7 +240,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         "evaluator": info.provenance.evaluator if info else None,
         "grid_n": rows[0]["grid_n"],
         "accuracy": {m: sum(v) / len(v) for m, v in accuracy.items()},
-        "per_subject": dict(per_subject),
+        "per_subject": per_subject_accuracy(accuracy, subjects),
+        "forced": forced,
         "ranking": ranking,
         "scorers": dict(config.scorers),
     }

@@ -15,6 +15,19 @@ RESERVED = ("overview only", "random crop", "majority vote", "oracle", "plain VL
 _GENERATED = re.compile(r"\(k=\d+\)| top-\d+ any")
 
 
+def per_subject_accuracy(
+    values: dict[str, list[float]], subjects: list[str]
+) -> dict[str, dict[str, float]]:
+    """Per row, the mean of its per-question values over each subject's questions."""
+    out: dict[str, dict[str, float]] = {}
+    for name, row in values.items():
+        out[name] = {}
+        for subject in sorted(set(subjects)):
+            picked = [v for v, s in zip(row, subjects) if s == subject]
+            out[name][subject] = sum(picked) / len(picked)
+    return out
+
+
 def check_scorer_names(names: Iterable[str]) -> None:
     """A ``ValueError`` naming ``--scorer`` for a scorer name that would collide with another
     row of the table: a baseline's name (any case) or a suffix the tables add (``(k=2)``,
@@ -78,6 +91,8 @@ def stored_table(results: dict[str, Any]) -> str:
         "questions with both a right and a wrong cell.\n\n" + "\n".join(legend) + "\n"
     )
     note += _protocol_lines(results)
+    if results.get("forced"):
+        note += "\n**Run with --force:** " + "; ".join(results["forced"]) + ".\n"
     return "\n".join(lines) + "\n" + note
 
 

@@ -38,7 +38,14 @@ from semclip.evaluation.chart import bar_chart
 from semclip.evaluation.metrics import RankingMetrics, top1_expected
 from semclip.evaluation.protocols import MMBENCH, circular_groups, circular_results, protocol_note
 from semclip.evaluation.stored import baseline_rows
-from semclip.evaluation.tables import MAJORITY, ORACLE, PLAIN, check_scorer_names, vlm_table
+from semclip.evaluation.tables import (
+    MAJORITY,
+    ORACLE,
+    PLAIN,
+    check_scorer_names,
+    per_subject_accuracy,
+    vlm_table,
+)
 from semclip.inference.scorers import CellScorer, Query, load_scorer
 from semclip.inference.semclip import Prepared, SemClip
 from semclip.labeling.evaluator import (
@@ -280,12 +287,7 @@ def _write(config, vlm, tally, labelled, all_scores, skipped, preset, indices) -
     if preset == MMBENCH:  # CircularEval: one entry per question, right only if every copy is
         values, subjects = circular_results(values, subjects, circular_groups(indices))
     accuracy = {n: sum(v) / len(v) for n, v in values.items()}
-    per_subject: dict[str, dict[str, float]] = {}
-    for name in names:
-        per_subject[name] = {}
-        for subject in sorted(set(subjects)):
-            picked = [v for v, s in zip(values[name], subjects) if s == subject]
-            per_subject[name][subject] = sum(picked) / len(picked)
+    per_subject = per_subject_accuracy(values, subjects)
     labels = torch.tensor([r["cell_correct"] for r in labelled])
     rankable = labels.any(dim=1) & ~labels.all(dim=1)
     ranking = {}

@@ -120,3 +120,22 @@ def test_another_vlm_than_the_label_sets_needs_force(
     # the label set's own VLM with --prompt-format auto: its own format, no contradiction
     code, err = run(["--vlm", tiny_llava_dir, *argv, "--prompt-format", "auto"], capsys)
     assert code == 0, err
+
+
+def test_stored_evaluation_refuses_a_scorer_of_another_grid(
+    small_labels, tiny_clip_dir, tmp_path, capsys
+):
+    scorer = tmp_path / "scorer"
+    shutil.copytree(tiny_clip_dir, scorer)
+    (scorer / "semclip_scorer.json").write_text(
+        json.dumps({"text_mode": "question", "grid": 3, "alpha": "drop"})
+    )
+    out = tmp_path / "eval"
+    argv = ["--labels-dir", small_labels, "--scorer", f"s3={scorer}", "--device", "cpu",
+            "--out-dir", str(out)]  # fmt: skip
+    code, err = run(argv, capsys)
+    assert code == 2 and "trained on a 3x3 grid, the labels are on 2x2" in err
+    code, err = run([*argv, "--force"], capsys)
+    assert code == 0, err
+    assert "trained on a 3x3 grid" in json.loads((out / "results.json").read_text())["forced"][0]
+    assert "Run with --force" in (out / "table.md").read_text()
