@@ -5,7 +5,7 @@
         --tasks scienceqa_img,pope,mmbench_en_dev,mmstar,seedbench,gqa --log_samples
 
 lmms-eval finds it through the entry point group ``lmms_eval.models``
-(:data:`~semclip.integrations.lmms_eval.registration.MANIFEST`). Modules: ``queries`` (the text
+(:func:`~semclip.integrations.lmms_eval.registration.manifest`). Modules: ``queries`` (the text
 the scorer reads, from a task's document), ``selection`` (cut, score, pick; no lmms-eval
 import), ``staging`` (hand the picks to the inner model), ``options`` (``--model_args``),
 ``model`` (the ``lmms`` classes).

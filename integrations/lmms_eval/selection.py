@@ -101,9 +101,7 @@ class CropPicker:
             "cells": best,
             "boxes": [list(cells[i].box) for i in best],
             "scores": [round(s, 6) for s in scores.tolist()],
-            "scorer_text": scorer_text(
-                query.question, query.hint, query.choices, self.text_mode()
-            ),
+            "scorer_text": scorer_text(query.question, query.hint, query.choices, self.text_mode()),
         }
         crops = [cells[i].image for i in best]
         return Pick([request.visuals[0], *crops, *request.visuals[1:]], record)
