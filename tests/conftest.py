@@ -12,7 +12,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the command lines set it (cli/threads.py)
+
+from semclip.cli.threads import calm_openmp  # noqa: E402
+
+calm_openmp()  # as the command lines do: threads sleep on a busy machine (before torch loads)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -132,3 +132,18 @@ def test_a_misspelled_split_or_folder_is_answered_before_heavy_imports(
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "HEAVY: 2", done.stdout + done.stderr
     assert expected in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_openmp_threads_sleep_only_on_a_busy_machine(monkeypatch):
+    import os
+
+    from semclip.cli import threads
+
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.1, 0.1))
+    assert threads.calm_openmp() is None and "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.5, 1.0, 1.0))
+    assert threads.calm_openmp() == 2.5 and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice is kept
+    assert threads.calm_openmp() is None and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
