@@ -131,9 +131,9 @@ def answer_example(out: Path, vlm: Path, scorer: Path, row: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     global STAGES
-    load = calm_openmp()  # before torch is imported: the demo stays fast on a busy machine
-    if load is not None:
-        print(f"the machine is busy (load {load:.1f}): OpenMP threads sleep while they wait")
+    busy = calm_openmp()  # before torch is imported: the demo stays fast on a busy machine
+    if busy is not None:
+        print(f"{busy:.1f} cores are busy with other work: OpenMP threads sleep while they wait")
     args = build_parser().parse_args(argv)
     if args.evaluator == "tiny-vlm" and args.grid != 2:
         print("semclip-demo: error: --evaluator tiny-vlm needs --grid 2", file=sys.stderr)

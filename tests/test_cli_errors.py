@@ -141,9 +141,11 @@ def test_openmp_threads_sleep_only_on_a_busy_machine(monkeypatch):
 
     for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.1, 0.1))
+    monkeypatch.setattr(threads, "busy_cores", lambda: 0.2)
     assert threads.calm_openmp() is None and "OMP_WAIT_POLICY" not in os.environ
-    monkeypatch.setattr(os, "getloadavg", lambda: (2.5, 1.0, 1.0))
-    assert threads.calm_openmp() == 2.5 and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setattr(threads, "busy_cores", lambda: 1.6)
+    assert threads.calm_openmp() == 1.6 and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice is kept
     assert threads.calm_openmp() is None and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    busy = threads.busy_cores()  # the real reading: a share of this machine's cores
+    assert busy is None or 0.0 <= busy <= (os.cpu_count() or 1) + 1e-6
