@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from typing import Any
 
 MMBENCH = "lmms-lab/MMBench"
+SCIENCEQA = "derek-thomas/ScienceQA"
 
 #: preset (hub id) -> (lmms-eval task, how lmms-eval scores it otherwise)
 LMMS_TASKS: dict[str, tuple[str, str]] = {
-    "derek-thomas/ScienceQA": (
+    SCIENCEQA: (
         "scienceqa_img",
         "it generates the answer and parses the letter from the text",
     ),
@@ -49,9 +50,12 @@ LMMS_TASKS: dict[str, tuple[str, str]] = {
 }
 
 
-def protocol_note(preset: str | None) -> str:
-    """One line for a table of ``preset``'s questions, or ``""`` when lmms-eval has no task."""
-    if preset not in LMMS_TASKS:
+def protocol_note(preset: str | None, dataset: str | None = None) -> str:
+    """One line for a table of ``preset``'s questions, or ``""`` when lmms-eval has no task.
+
+    The ScienceQA columns are also the mapping of any dataset that names no preset (the demo's
+    synthetic set): the note is for ScienceQA itself only (``dataset`` its hub id)."""
+    if preset not in LMMS_TASKS or (preset == SCIENCEQA and dataset != SCIENCEQA):
         return ""
     task, differs = LMMS_TASKS[preset]
     return (

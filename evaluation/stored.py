@@ -235,7 +235,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         "questions": len(subjects),
         "labelled_copies": copies,
         "circular_eval": preset == MMBENCH,
-        "protocol": protocol_note(preset),
+        "protocol": protocol_note(preset, info.dataset if info else None),
         "rankable_questions": int(rankable.sum()),
         "evaluator": info.provenance.evaluator if info else None,
         "grid_n": rows[0]["grid_n"],

@@ -306,7 +306,7 @@ def _write(config, vlm, tally, labelled, all_scores, skipped, preset, indices) -
         "questions": len(subjects),
         "labelled_copies": len(labelled),
         "circular_eval": preset == MMBENCH,
-        "protocol": protocol_note(preset),
+        "protocol": protocol_note(preset, dataset_identity(config.dataset)),
         "left_out": dict(skipped),
         "rankable_questions": int(rankable.sum()),
         "scorers": dict(config.scorers),

@@ -181,3 +181,18 @@ def test_stored_evaluation_of_another_copy_is_one_line(small_labels, tmp_path, c
     capsys.readouterr()
     err = _error(capsys, evaluate_main, argv)
     assert "another copy" in err
+
+
+def test_help_examples_name_what_the_demo_writes():
+    """`semclip-answer --help`'s demo example points at the VLM and scorer `python demo.py`
+    writes; `semclip-evaluate --help` names both ways of evaluating."""
+    from semclip.answer import build_parser as answer_parser
+    from semclip.demo_vlm import REPORT  # noqa: F401  (the demo's VLM module)
+    from semclip.evaluate import build_parser as evaluate_parser
+
+    demo = (Path(__file__).resolve().parents[1] / "demo.py").read_text(encoding="utf-8")
+    text = answer_parser().format_help()
+    assert "demo_out/answering-llava" in text and '"answering-llava"' in demo
+    assert "demo_out/tiny-llava" not in text
+    described = " ".join(evaluate_parser().format_help().split())
+    assert "no VLM re-run" not in described and "--vlm MODEL" in described

@@ -63,6 +63,10 @@ def test_notes_name_the_lmms_eval_task():
     assert "`mmbench_en_dev`" in protocol_note("lmms-lab/MMBench")
     assert "`pope`" in protocol_note("lmms-lab/POPE") and "F1" in protocol_note("lmms-lab/POPE")
     assert protocol_note("craigwu/vstar_bench") == "" and protocol_note(None) == ""
+    # the ScienceQA columns read any dataset that names no preset: no note for those
+    scienceqa = "derek-thomas/ScienceQA"
+    assert "`scienceqa_img`" in protocol_note(scienceqa, scienceqa)
+    assert protocol_note(scienceqa, "/data/my_synthetic_set") == ""
 
 
 @pytest.fixture(scope="module")
