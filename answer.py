@@ -83,9 +83,15 @@ def check_args(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} {name}: no such folder")
     check_vlm_flags(args)
     if args.grid is not None and args.k > args.grid**2:
-        raise ValueError(f"--k {args.k}: a {args.grid}x{args.grid} grid has {args.grid**2} cells")
+        raise ValueError(
+            f"--k {args.k}: a {args.grid}x{args.grid} grid has 1..{args.grid**2} cells"
+        )
     if args.k < 0 or (args.k > 0 and args.scorer is None):
         raise ValueError("--k needs --scorer (leave both out, or --k 0, for the plain VLM)")
+    if len(args.choices) < 2:
+        raise ValueError(
+            "--choices needs at least two options (a question with one answers itself)"
+        )
     if len(args.choices) > 26:
         raise ValueError(f"--choices: {len(args.choices)} options, but only 26 letters exist")
     out = Path(args.out).expanduser().resolve().parent

@@ -135,6 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     if busy is not None:
         print(f"{busy:.1f} cores are busy with other work: OpenMP threads sleep while they wait")
     args = build_parser().parse_args(argv)
+    counts = ("train_questions", "test_questions", "tiny_llava_questions", "image_size")
+    for name in (n for n in counts if getattr(args, n) < 1):
+        flag = "--" + name.replace("_", "-")
+        print(
+            f"semclip-demo: error: {flag} must be >= 1, got {getattr(args, name)}", file=sys.stderr
+        )
+        return 2
+    if args.epochs is not None and args.epochs < 1:
+        print(f"semclip-demo: error: --epochs must be >= 1, got {args.epochs}", file=sys.stderr)
+        return 2
     if args.evaluator == "tiny-vlm" and args.grid != 2:
         print("semclip-demo: error: --evaluator tiny-vlm needs --grid 2", file=sys.stderr)
         return 2
@@ -241,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--data.labels_dir={labels}",
             "--overwrite", "true",
         ]  # fmt: skip
-        if args.epochs:
+        if args.epochs is not None:
             train_args.append(f"--trainer.max_epochs={args.epochs}")
         if train_main(train_args) != 0:  # its one line is printed: the demo cannot go on
             return 2

@@ -178,6 +178,7 @@ def check_args(args: argparse.Namespace) -> dict[str, str]:
         raise ValueError(f"--k wants crops per question >= 1, got {args.k}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_vlm_flags(args)  # --mode foo is a mistake even where --vlm is not given
     if args.vlm is not None:
         return _check_vlm_args(args, scorers)
     from semclip.data.labels import read_info, read_labels  # pyarrow only: still well under 5 s
@@ -271,7 +272,8 @@ def _check_vlm_args(args: argparse.Namespace, scorers: dict[str, str]) -> dict[s
     check_vlm_flags(args)
     args.k = args.k or [1, 2]
     if too_big := [k for k in args.k if k > args.grid**2]:
-        raise ValueError(f"--k {too_big[0]}: a {args.grid}x{args.grid} grid has 1..{args.grid**2}")
+        n = args.grid
+        raise ValueError(f"--k {too_big[0]}: a {n}x{n} grid has 1..{n**2} cells")
     if args.random_draws < 1:
         raise ValueError(f"--random-draws must be >= 1, got {args.random_draws}")
     check_device(args.device)

@@ -146,8 +146,10 @@ class LabelConfig:
             flag = "--columns" if self.columns and not str(err).startswith("--") else ""
             raise ValueError(f"{flag}{': ' if flag else ''}{err}") from None
         check_local_splits(self.dataset, self.splits, columns)  # a mistyped --splits, at once
+        if self.limit is not None and self.limit < 0:
+            raise ValueError(f"--limit must be >= 0 (questions per split), got {self.limit}")
+        self.vlm.validate()  # a bad --mode or --alpha is a mistake whatever the evaluator
         if self.evaluator == "hf":
-            self.vlm.validate()  # before any model is loaded
             local = self.vlm.model.startswith((".", "/", "~"))
             if local and not Path(self.vlm.model).expanduser().is_dir():
                 raise ValueError(f"--model {self.vlm.model}: no such folder")

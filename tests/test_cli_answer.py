@@ -161,7 +161,7 @@ def test_answer_mistakes_before_any_model_loads(tiny_llava_dir, example, tmp_pat
     assert "no CUDA device" in _error(capsys, answer_main, [*base, "--device", "cuda"]) or (
         __import__("torch").cuda.is_available()
     )
-    assert "grid has 4 cells" in _error(capsys, answer_main, [*base, "--grid", "2", "--k", "5"])
+    assert "grid has 1..4 cells" in _error(capsys, answer_main, [*base, "--grid", "2", "--k", "5"])
     (tmp_path / "ro").mkdir(mode=0o500)
     if not __import__("os").access(tmp_path / "ro", __import__("os").W_OK):  # not as root
         err = _error(capsys, answer_main, [*base, "--out", str(tmp_path / "ro" / "x.png")])

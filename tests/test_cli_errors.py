@@ -149,3 +149,22 @@ def test_openmp_threads_sleep_only_on_a_busy_machine(monkeypatch):
     assert threads.calm_openmp() is None and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
     busy = threads.busy_cores()  # the real reading: a share of this machine's cores
     assert busy is None or 0.0 <= busy <= (os.cpu_count() or 1) + 1e-6
+
+
+@pytest.mark.parametrize(
+    "prog, argv, expected",
+    [
+        ("semclip-demo", ["--test-questions", "-1"], "--test-questions must be >= 1"),
+        ("semclip-demo", ["--epochs", "0"], "--epochs must be >= 1"),
+        ("semclip-label", ["--evaluator", "simulated", "--mode", "foo"], "--mode must be"),
+        ("semclip-label", ["--evaluator", "simulated", "--limit", "-3"], "--limit must be >= 0"),
+    ],
+)
+def test_values_no_command_may_accept(prog, argv, expected, capsys, tmp_path):
+    """Bad values are refused in one line even where the run would not use them."""
+    from semclip.demo import main as demo_main
+
+    main = {"semclip-demo": demo_main, "semclip-label": label_main}[prog]
+    assert main([*argv, "--out" if prog == "semclip-demo" else "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"{prog}: error:") and expected in err

@@ -117,3 +117,21 @@ def test_predict_and_typos_are_not_offered(capsys):
     for argv in (["predict", "--help"], ["fitt"]):
         line = one_line_error(argv, capsys)
         assert "unknown subcommand" in line and "fit, validate, test, export, push" in line
+
+
+@pytest.mark.parametrize(
+    "mistake, expected",
+    [
+        (["--data.batchsize", "4"], "unrecognized arguments: --data.batchsize 4"),
+        (["--model.margin", "abc"], 'Parser key "model.margin": Expected a'),
+        (["--config", "no/such.yaml"], "File does not exist"),
+    ],
+)
+def test_flag_mistakes_are_one_line_not_the_usage(small_labels, mistake, expected, capsys):
+    from semclip.train import main
+
+    assert main(["fit", "--data.labels_dir", small_labels, *mistake]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "seed set to" not in line]
+    assert len(lines) == 1 and lines[0].startswith("semclip-train: error:"), err
+    assert expected in lines[0] and "fit --help" in lines[0]

@@ -249,6 +249,10 @@ def _push_main(argv: list[str]) -> int:
     return 0
 
 
+def _subcommand(args: list[str]) -> str:
+    return f"{args[0]} " if args and not args[0].startswith("-") else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = take_debug_flag(argv)
     argv = args if argv is not None or len(args) != len(sys.argv) - 1 else None
@@ -260,7 +264,12 @@ def main(argv: list[str] | None = None) -> int:
         if args and args[0] == "push":
             return _push_main(args[1:])
         # argv None: LightningCLI reads sys.argv itself (and warns when given both)
-        ScorerCLI(ScorerModule, ScorerDataModule, args=argv, parser_kwargs={"prog": PROG})
+        # exit_on_error False: a flag mistake is raised (one line below), not jsonargparse's usage
+        kwargs = {"prog": PROG, "exit_on_error": False}
+        ScorerCLI(ScorerModule, ScorerDataModule, args=argv, parser_kwargs=kwargs)
+    except argparse.ArgumentError as err:  # an unknown flag, a value of the wrong type, a file
+        flat = ValueError(" ".join(str(err).split()))  # jsonargparse spreads one error on lines
+        return user_error(PROG, flat, f" (see {PROG} {_subcommand(args)}--help)")
     except (OSError, ValueError) as err:  # a path, a model, a dataset or a value the user gave
         return user_error(PROG, err)
     return 0
