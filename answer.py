@@ -82,6 +82,10 @@ def check_args(args: argparse.Namespace) -> None:
         if name and looks_local(name) and not Path(name).expanduser().is_dir():
             raise ValueError(f"{flag} {name}: no such folder")
     check_vlm_flags(args)
+    if args.grid is None and args.scorer and looks_local(args.scorer):  # before any model loads
+        from semclip.models.scorer_settings import saved_grid
+
+        args.grid = saved_grid(args.scorer)
     if args.grid is not None and args.k > args.grid**2:
         raise ValueError(
             f"--k {args.k}: a {args.grid}x{args.grid} grid has 1..{args.grid**2} cells"

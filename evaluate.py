@@ -293,16 +293,12 @@ def _check_vlm_args(args: argparse.Namespace, scorers: dict[str, str]) -> dict[s
 
 def _scorer_grids(scorers: dict[str, str]) -> list[tuple[str, int]]:
     """(name, grid) of each scorer folder whose export records its training grid."""
-    from semclip.models.scorer import SCORER_SETTINGS
+    from semclip.models.scorer_settings import saved_grid
 
-    out = []
-    for name, path in scorers.items():
-        settings = Path(path).expanduser() / SCORER_SETTINGS
-        if looks_local(path) and settings.is_file():
-            grid = json.loads(settings.read_text(encoding="utf-8")).get("grid")
-            if grid:
-                out.append((name, int(grid)))
-    return out
+    grids = [
+        (name, saved_grid(path) if looks_local(path) else None) for name, path in scorers.items()
+    ]
+    return [(name, grid) for name, grid in grids if grid]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,7 @@ from torch import nn
 from semclip.data.grid import check_grid
 from semclip.data.hub import hub_reachable, looks_local
 from semclip.data.images import ALPHA_MODES, DEFAULT_ALPHA, pad_to_square, processor_background
+from semclip.models.scorer_settings import SCORER_SETTINGS
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,6 @@ TEXT_MODES = ("question", "question_hint", "question_choices", "full")
 
 #: The file beside an exported scorer's weights: how it was trained to be used (``text_mode``,
 #: ``grid``, ``alpha``). A stock CLIP/SigLIP has none: question text, no grid, LLaVA's alpha.
-SCORER_SETTINGS = "semclip_scorer.json"
 
 
 def scorer_text(

@@ -196,3 +196,22 @@ def test_help_examples_name_what_the_demo_writes():
     assert "demo_out/tiny-llava" not in text
     described = " ".join(evaluate_parser().format_help().split())
     assert "no VLM re-run" not in described and "--vlm MODEL" in described
+
+
+def test_k_beyond_the_scorers_grid_is_refused_before_any_model_loads(
+    tiny_clip_dir, example, tmp_path, capsys, monkeypatch
+):
+    """Without --grid the scorer's saved grid decides, read from its settings file at once."""
+    import json
+    import shutil
+
+    import semclip.inference.semclip as inference
+
+    scorer = tmp_path / "scorer"
+    shutil.copytree(tiny_clip_dir, scorer)
+    (scorer / "semclip_scorer.json").write_text(json.dumps({"text_mode": "question", "grid": 2}))
+    loaded = []
+    monkeypatch.setattr(inference.SemClip, "from_config", lambda *a, **k: loaded.append(a))
+    argv = ["--vlm", str(tmp_path), "--image", example["image"], "--question", "q",
+            "--choices", "a", "b", "--scorer", str(scorer), "--k", "9"]  # fmt: skip
+    assert "grid has 1..4 cells" in _error(capsys, answer_main, argv) and not loaded
